@@ -1,0 +1,1 @@
+"""Corpus readers, feature extraction, the segment store, label views and the synthetic demo corpus."""

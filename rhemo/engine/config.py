@@ -1,0 +1,368 @@
+"""The one schema of every hyperparameter, shared by the training scripts, the launcher and the README.
+
+A run's configuration is a flat JSON object. The same keys are accepted on the command line of
+``training_RHemo.py`` / ``training_SER.py`` (``--key value``), in a JSON file given with ``--config``, and in
+the numbered experiment files read by ``exp_instance.py``. Values are typed JSON: booleans are ``true`` /
+``false``, lists are JSON lists, ``null`` means "not set". Nothing is ever evaluated as code.
+
+Example:
+    >>> cfg = validate({"learning_rate": 1e-3, "num_epochs": 3}, script="ser", source="example")
+    >>> cfg["learning_rate"], cfg["batch_size"]
+    (0.001, 20)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCRIPTS = ("rhemo", "ser")
+SCRIPT_FILES = {"training_RHemo.py": "rhemo", "training_SER.py": "ser"}
+LABEL_VIEWS = ("iemocap4", "iemocap4_exc", "complete", "native")
+PROTOCOLS = ("random", "speaker")
+MONITORS = ("total_loss", "recon", "loss", "acc", "wa", "ua", "f1")
+SER_MODELS = ("AlexNet", "VGGNet", "resnet50")
+RHEMO_MODELS = ("simple_autoencoder_2_vad",)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type; the message names source and key."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration key.
+
+    ``kind`` is one of ``bool``, ``int``, ``float``, ``str``, ``path`` (a string path), ``floats`` (list of
+    numbers). ``default`` may be a dict keyed by script name when the two scripts differ. ``scripts`` lists the
+    scripts that accept the key; ``"launcher"`` marks keys only ``exp_instance.py`` reads.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    scripts: tuple[str, ...] = SCRIPTS
+    choices: tuple[Any, ...] | None = None
+    nullable: bool = False
+    minimum: float | None = None
+
+    def default_for(self, script: str) -> Any:
+        if isinstance(self.default, dict):
+            return self.default[script]
+        return self.default
+
+
+def _opt(name, kind, default, help, **kw) -> Option:
+    return Option(name, kind, default, help, **kw)
+
+
+_BOTH = SCRIPTS
+_R = ("rhemo",)
+_S = ("ser",)
+_L = ("launcher",)
+
+OPTIONS: dict[str, Option] = {o.name: o for o in [
+    # launcher-only bookkeeping
+    _opt("script", "str", None, "Training script of the run: training_RHemo.py or training_SER.py.",
+         scripts=_L, choices=tuple(SCRIPT_FILES)),
+    _opt("nproc", "int", 1, "Processes per run; >1 launches the run through torchrun (one per GPU, or gloo "
+         "processes on CPU).", scripts=_L, minimum=1),
+    _opt("comment_1", "str", "", "Free text copied to the spreadsheet.", scripts=_BOTH + _L),
+    _opt("comment_2", "str", "", "Free text copied to the spreadsheet.", scripts=_BOTH + _L),
+    # where things are
+    _opt("output_dir", "path", "results/manual", "Run folder: config.json, log.csv, checkpoint.pt, "
+         "metrics.json and plots are written here. The launcher sets it."),
+    _opt("store_path", "path", "data/stores/iemocap", "Segment store folder written by preprocessing.py "
+         "(the folder holding predictors.npy and segments.csv)."),
+    # data, labels, protocol
+    _opt("label_view", "str", {"rhemo": "complete", "ser": "iemocap4"},
+         "Which labels to train on: iemocap4 (neu/ang/hap/sad), iemocap4_exc (exc merged into hap), complete "
+         "(every utterance; labels outside the 4 classes become 'other'), native (the corpus's own classes).",
+         choices=LABEL_VIEWS),
+    _opt("protocol", "str", "random", "random: utterance-level random split (the paper). speaker: "
+         "speaker-independent folds (IEMOCAP: leave-one-session-out; others: leave-speakers-out).",
+         choices=PROTOCOLS),
+    _opt("split_fractions", "floats", [0.7, 0.2, 0.1], "Train/val/test fractions of utterances for the "
+         "random protocol (the paper: 0.7/0.2/0.1 on IEMOCAP, 0.7/0.15/0.15 elsewhere). With the speaker "
+         "protocol only the validation share of the training speakers is used."),
+    _opt("num_folds", "int", 1, "Folds. The launcher runs every fold; a training script runs the one in "
+         "'fold'.", minimum=1),
+    _opt("fold", "int", 0, "Fold to run (0-based). The launcher sets it.", minimum=0),
+    _opt("train_fraction", "float", 1.0, "Keep only this fraction of the training utterances (ablation on "
+         "reduced data).", minimum=0.0),
+    _opt("normalisation", "str", "max", "max: divide by the training-split maximum (the authors' way). "
+         "zscore: subtract the training mean, divide by the training std.", choices=("max", "zscore")),
+    # reproducibility and hardware
+    _opt("seed", "int", 1, "Seed of splits, initialisation and batch order."),
+    _opt("gpu_id", "int", 0, "CUDA device to use when CUDA is available; otherwise the run uses the CPU and "
+         "says so.", minimum=0),
+    _opt("use_cuda", "bool", True, "Use CUDA when it is available."),
+    _opt("amp", "bool", False, "bfloat16 autocast for the forward pass."),
+    _opt("channels_last", "bool", False, "channels_last memory format for the convolutional nets."),
+    _opt("num_workers", "int", 0, "DataLoader worker processes.", minimum=0),
+    # optimisation
+    _opt("num_epochs", "int", {"rhemo": 200000, "ser": 500}, "Maximum number of epochs.", minimum=1),
+    _opt("batch_size", "int", {"rhemo": 50, "ser": 20}, "Global batch size (split across processes under "
+         "torchrun).", minimum=1),
+    _opt("learning_rate", "float", {"rhemo": 1e-3, "ser": 1e-5}, "Adam learning rate.", minimum=0.0),
+    _opt("regularization_lambda", "float", 0.0, "Adam weight decay (L2).", minimum=0.0),
+    _opt("early_stopping", "bool", True, "Stop when the monitored validation metric has not improved for "
+         "'patience' epochs."),
+    _opt("patience", "int", {"rhemo": 100, "ser": 20}, "Early-stopping patience in epochs.", minimum=1),
+    _opt("save_model_metric", "str", {"rhemo": "total_loss", "ser": "loss"},
+         "Validation metric that selects the best checkpoint and drives early stopping. RH-emo: total_loss "
+         "or recon. SER: loss, acc (= wa), wa, ua or f1.", choices=MONITORS),
+    _opt("load_pretrained", "path", None, "Checkpoint to start from. RH-emo: e.g. the stage-1 model. SER: a "
+         "network trained elsewhere; its final classification layer is dropped.", nullable=True),
+    # models
+    _opt("model_name", "str", {"rhemo": "simple_autoencoder_2_vad", "ser": "VGGNet"},
+         "Model from the registry in models/.", choices=RHEMO_MODELS + SER_MODELS),
+    _opt("model_quat", "bool", True, "RH-emo: quaternion decoder. SER: quaternion network on RH-emo "
+         "embeddings (false: real network on the spectrogram)."),
+    _opt("model_hidden_size", "int", 4096, "Hidden width of the classifier MLPs (RH-emo heads; AlexNet and "
+         "VGG classifiers).", minimum=4),
+    _opt("model_classifier_dropout", "float", 0.5, "Dropout in the classifier MLPs.", minimum=0.0),
+    _opt("model_architecture", "str", "VGG16", "VGG depth for VGGNet.", scripts=_S,
+         choices=("VGG11", "VGG13", "VGG16", "VGG19")),
+    # RH-emo loss
+    _opt("loss_alpha", "float", 1.0, "Weight of the reconstruction BCE.", scripts=_R, minimum=0.0),
+    _opt("loss_beta", "float", 0.0, "Weight of all emotion terms (stage 1: 0; stage 2: 0.01).", scripts=_R,
+         minimum=0.0),
+    _opt("loss_beta_class", "float", 1.0, "Weight of the discrete-emotion cross-entropy inside the emotion "
+         "term.", scripts=_R, minimum=0.0),
+    _opt("loss_beta_vad", "float", 1.0, "Weight of the valence+arousal+dominance BCEs inside the emotion "
+         "term (stage 2: 100).", scripts=_R, minimum=0.0),
+    _opt("emo_loss_warmup_epochs", "int", 0, "Scale the emotion weights by epoch/W during the first W "
+         "epochs (0: off).", scripts=_R, minimum=0),
+    _opt("emo_loss_holes", "int", 0, "Zero the emotion weights every h-th epoch (0: off).", scripts=_R,
+         minimum=0),
+    # SER front end
+    _opt("use_r2he", "bool", True, "Feed the network RH-emo embeddings (4x64x64) instead of the raw "
+         "spectrogram. Must be true for quaternion networks.", scripts=_S),
+    _opt("r2he_model_path", "path", "models/pretrained_RHemo", "RH-emo checkpoint: the authors' "
+         "pretrained_RHemo or a checkpoint.pt from training_RHemo.py. null: randomly initialised RH-emo "
+         "(ablation).", scripts=_S, nullable=True),
+    _opt("finetune_r2he", "bool", False, "Train RH-emo's encoder end to end with the SER network instead "
+         "of keeping it frozen.", scripts=_S),
+    _opt("cache_embeddings", "bool", True, "Compute the frozen RH-emo embeddings once per store and "
+         "checkpoint and reuse them (ignored when finetune_r2he is true).", scripts=_S),
+]}
+
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+def _type_name(option: Option) -> str:
+    names = {"bool": "a boolean (true/false)", "int": "an integer", "float": "a number", "str": "a string",
+             "path": "a path string", "floats": "a list of numbers"}
+    text = names[option.kind]
+    if option.nullable:
+        text += " or null"
+    if option.choices:
+        text += " among " + ", ".join(map(str, option.choices))
+    return text
+
+
+def coerce(option: Option, value: Any, source: str) -> Any:
+    """Check one JSON value against its option and return it normalised (ints become floats where needed)."""
+
+    def fail(detail: str = "") -> ConfigError:
+        return ConfigError(f"{source}: key '{option.name}' expects {_type_name(option)}, got {value!r}"
+                           + (f" ({detail})" if detail else ""))
+
+    if value is None:
+        if option.nullable:
+            return None
+        raise fail()
+    kind = option.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise fail("write true or false without quotes" if isinstance(value, str) else "")
+        result: Any = value
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail()
+        result = value
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        result = float(value)
+    elif kind in ("str", "path"):
+        if not isinstance(value, str):
+            raise fail()
+        result = value
+    elif kind == "floats":
+        if not isinstance(value, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise fail()
+        result = [float(v) for v in value]
+    else:  # pragma: no cover - schema error
+        raise AssertionError(kind)
+    if option.choices and result not in option.choices:
+        raise fail()
+    if option.minimum is not None and kind in ("int", "float") and result < option.minimum:
+        raise fail(f"must be >= {option.minimum}")
+    return result
+
+
+def options_for(script: str) -> dict[str, Option]:
+    """The options accepted by ``script`` ('rhemo', 'ser' or 'launcher')."""
+    return {name: o for name, o in OPTIONS.items() if script in o.scripts}
+
+
+def defaults(script: str) -> dict[str, Any]:
+    """Every key of ``script`` with its default value."""
+    return {name: o.default_for(script) for name, o in options_for(script).items()}
+
+
+def validate(params: dict[str, Any], *, script: str, source: str, partial: bool = False) -> dict[str, Any]:
+    """Type-check ``params`` for ``script`` and fill defaults.
+
+    Args:
+        params: a flat mapping key → JSON value.
+        script: 'rhemo' or 'ser'.
+        source: where the values come from (a file name, 'command line'), used in error messages.
+        partial: only check the given keys; do not fill defaults.
+
+    Raises:
+        ConfigError: on an unknown key or a value of the wrong type, naming ``source`` and the key.
+    """
+    if script not in SCRIPTS:
+        raise ConfigError(f"{source}: unknown script kind {script!r}; expected one of {SCRIPTS}")
+    accepted = options_for(script)
+    unknown = [k for k in params if k not in accepted]
+    if unknown:
+        hint = ", ".join(sorted(unknown))
+        raise ConfigError(f"{source}: unknown key(s) {hint} for {script_file(script)}; see the README's "
+                          f"configuration table for the accepted keys")
+    result = {} if partial else defaults(script)
+    for key, value in params.items():
+        result[key] = coerce(accepted[key], value, source)
+    if not partial:
+        _check_consistency(result, script, source)
+    return result
+
+
+def _check_consistency(cfg: dict[str, Any], script: str, source: str) -> None:
+    if script == "rhemo" and cfg["model_name"] not in RHEMO_MODELS:
+        raise ConfigError(f"{source}: key 'model_name' must be one of {RHEMO_MODELS} for training_RHemo.py, "
+                          f"got {cfg['model_name']!r}")
+    if script == "ser":
+        if cfg["model_name"] not in SER_MODELS:
+            raise ConfigError(f"{source}: key 'model_name' must be one of {SER_MODELS} for training_SER.py, "
+                              f"got {cfg['model_name']!r}")
+        if cfg["model_quat"] and not cfg["use_r2he"]:
+            raise ConfigError(f"{source}: a quaternion network (model_quat true) needs use_r2he true: it reads "
+                              f"the 4-channel RH-emo embedding")
+    fractions = cfg["split_fractions"]
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError(f"{source}: key 'split_fractions' expects three non-negative numbers summing to 1, "
+                          f"got {fractions}")
+    if cfg["fold"] >= cfg["num_folds"]:
+        raise ConfigError(f"{source}: key 'fold' is {cfg['fold']} but num_folds is {cfg['num_folds']}")
+    if not 0.0 < cfg["train_fraction"] <= 1.0:
+        raise ConfigError(f"{source}: key 'train_fraction' must be in (0, 1], got {cfg['train_fraction']}")
+
+
+def script_file(script: str) -> str:
+    return {v: k for k, v in SCRIPT_FILES.items()}[script]
+
+
+def _parse_cli_value(option: Option, text: str) -> Any:
+    """Turn one command-line string into a JSON value for ``option`` (never evaluated as code)."""
+    if text.lower() in ("null", "none") and option.nullable:
+        return None
+    if option.kind == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise argparse.ArgumentTypeError(f"--{option.name} expects true or false, got {text!r}")
+    if option.kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{option.name} expects an integer, got {text!r}") from None
+    if option.kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{option.name} expects a number, got {text!r}") from None
+    if option.kind == "floats":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise argparse.ArgumentTypeError(
+                f"--{option.name} expects a JSON list such as [0.7,0.2,0.1], got {text!r}") from None
+        return value
+    return text
+
+
+def build_parser(script: str, description: str) -> argparse.ArgumentParser:
+    """An argparse parser with ``--config FILE`` plus one ``--key value`` flag per option of ``script``."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", type=Path, default=None,
+                        help="JSON file with a flat object of options; command-line flags override it.")
+    for option in options_for(script).values():
+        parser.add_argument(f"--{option.name}", dest=option.name, default=argparse.SUPPRESS,
+                            type=lambda text, o=option: _parse_cli_value(o, text),
+                            metavar=option.kind.upper(),
+                            help=f"{option.help} (default: {option.default_for(script)!r})")
+    return parser
+
+
+def load_json_object(path: Path) -> dict[str, Any]:
+    """Read a JSON object from ``path``; a missing file or bad JSON raises ConfigError naming the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_args(script: str, description: str, argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse a training script's command line into a validated, complete config dict.
+
+    Precedence: defaults < ``--config`` file < explicit flags.
+    """
+    parser = build_parser(script, description)
+    namespace = vars(parser.parse_args(argv))
+    config_path = namespace.pop("config")
+    params: dict[str, Any] = {}
+    try:
+        if config_path is not None:
+            file_params = load_json_object(config_path)
+            # the launcher's resolved config.json also carries launcher-only keys; they are not ours to check
+            launcher_only = set(options_for("launcher")) - set(options_for(script))
+            params.update({k: v for k, v in file_params.items() if k not in launcher_only})
+        params.update(namespace)
+        return validate(params, script=script, source=str(config_path) if config_path else "command line")
+    except ConfigError as exc:
+        parser.error(str(exc))
+        raise  # unreachable: parser.error exits
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from the schema so that the two never disagree."""
+    rows = ["| key | used by | type | default | meaning |", "|---|---|---|---|---|"]
+    for option in OPTIONS.values():
+        used = ", ".join({"rhemo": "RH-emo", "ser": "SER", "launcher": "launcher"}[s] for s in option.scripts)
+        if isinstance(option.default, dict):
+            default = ", ".join(f"{k}: {json.dumps(v)}" for k, v in option.default.items())
+        else:
+            default = json.dumps(option.default)
+        kind = option.kind + (" or null" if option.nullable else "")
+        rows.append(f"| `{option.name}` | {used} | {kind} | `{default}` | {option.help} |")
+    return "\n".join(rows)
