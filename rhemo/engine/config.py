@@ -366,3 +366,7 @@ def markdown_table() -> str:
         kind = option.kind + (" or null" if option.nullable else "")
         rows.append(f"| `{option.name}` | {used} | {kind} | `{default}` | {option.help} |")
     return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m rhemo.engine.config > table.md (regenerates the README table)
+    print(markdown_table())
