@@ -39,72 +39,65 @@ def load_stage1(model, path: str) -> None:
     model.load_state_dict(source.state_dict(), strict=True)
 
 
+def train(cfg: dict, runtime: device.Runtime) -> None:
+    """One run from the validated config: data, model, fit, final evaluation, run folder."""
+    device.seed_everything(cfg["seed"])
+    out = loop.prepare_output_dir(cfg["output_dir"], cfg, "training_RHemo.py")
+    task = loop.RHemoTask(alpha=cfg["loss_alpha"], beta=cfg["loss_beta"], beta_class=cfg["loss_beta_class"],
+                          beta_vad=cfg["loss_beta_vad"], warmup_epochs=cfg["emo_loss_warmup_epochs"],
+                          holes=cfg["emo_loss_holes"], monitor=cfg["save_model_metric"])
+
+    # data: label view + split of the store, normalised by the training split's maximum
+    store = SegmentStore(cfg["store_path"])
+    selection = data.select_rows(store, cfg)
+    norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"])
+    datasets = data.make_datasets(store.predictors, selection, norm)
+    batch, workers = cfg["batch_size"], cfg["num_workers"]
+    train_loader = data.make_train_loader(datasets["train"], batch, cfg["seed"], runtime, workers)
+    eval_loaders = {s: data.make_eval_loader(ds, batch, runtime, workers) for s, ds in datasets.items()}
+
+    # model: 5 logits at least, so that the authors' weights (and stage 1 → stage 2) always fit
+    model_kwargs = {"quat": cfg["model_quat"], "hidden_size": cfg["model_hidden_size"],
+                    "classifier_dropout": cfg["model_classifier_dropout"],
+                    "num_classes": max(AUTHORS_CLASSES, len(selection.label_names))}
+    net = create_model(MODEL_NAME, **model_kwargs)
+    if cfg["load_pretrained"]:
+        load_stage1(net, cfg["load_pretrained"])
+    model = loop.place_model(net, runtime, cfg["channels_last"])
+    if runtime.is_main:
+        print(f"RH-emo {model_kwargs}: {count_parameters(net):,} trainable parameters; splits "
+              f"{selection.sizes()} segments; {runtime.world_size} process(es) on {runtime.device}", flush=True)
+
+    def checkpoint_payload(trained) -> dict:
+        return {"model_name": MODEL_NAME, "model_kwargs": model_kwargs,
+                "state_dict": {k: v.detach().cpu() for k, v in trained.state_dict().items()},
+                "label_names": selection.label_names, "label_view": cfg["label_view"],
+                "dataset": store.dataset, "normalisation": norm.to_dict(),
+                "feature_settings": store.feature_settings.to_dict(), "rhemo": None}
+
+    state = loop.fit(model, task, train_loader, eval_loaders["val"], cfg=cfg, runtime=runtime, output_dir=out,
+                     payload_fn=checkpoint_payload, show_keys=["total", "recon", "emo", "acc"])
+
+    # final evaluation of the best epoch, with the training loss weights
+    net.load_state_dict(state.best_state)
+    results = loop.evaluate_splits(net, task, eval_loaders, runtime, cfg)
+    if runtime.is_main:
+        plots.plot_curves(state.history, "total", task.monitor_key, out / "curves.png", state.best_epoch,
+                          title=f"RH-emo ({out.name})")
+    loop.write_metrics(out, {"script": "rhemo", "model_name": MODEL_NAME, "quat": cfg["model_quat"],
+                             "params": count_parameters(net), "label_names": selection.label_names,
+                             **results}, state)
+    if runtime.is_main:
+        for split, values in results.items():
+            shown = ", ".join(f"{k} {values[k]:.4f}" for k in ("total", "recon", "acc") if k in values)
+            print(f"{split}: {shown}")
+        print(f"run folder: {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = config.parse_args("rhemo", __doc__, argv)
-    if cfg["normalisation"] != "max":
-        raise config.ConfigError("training_RHemo.py: normalisation must be 'max': RH-emo reconstructs its input "
-                                 "through a sigmoid with a BCE loss, which needs inputs in [0, 1]")
     runtime = device.setup(cfg["use_cuda"], cfg["gpu_id"])
-    try:
-        device.seed_everything(cfg["seed"])
-        out = loop.prepare_output_dir(cfg["output_dir"], cfg, "training_RHemo.py")
-        task = loop.RHemoTask(alpha=cfg["loss_alpha"], beta=cfg["loss_beta"], beta_class=cfg["loss_beta_class"],
-                              beta_vad=cfg["loss_beta_vad"], warmup_epochs=cfg["emo_loss_warmup_epochs"],
-                              holes=cfg["emo_loss_holes"], monitor=cfg["save_model_metric"])
-
-        # data: label view + split of the store, normalised by the training split's maximum
-        store = SegmentStore(cfg["store_path"])
-        selection = data.select_rows(store, cfg)
-        norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"])
-        datasets = data.make_datasets(store.predictors, selection, norm)
-        batch, workers = cfg["batch_size"], cfg["num_workers"]
-        train_loader = data.make_train_loader(datasets["train"], batch, cfg["seed"], runtime, workers)
-        eval_loaders = {s: data.make_eval_loader(ds, batch, runtime, workers) for s, ds in datasets.items()}
-
-        # model: 5 logits at least, so that the authors' weights (and stage 1 → stage 2) always fit
-        model_kwargs = {"quat": cfg["model_quat"], "hidden_size": cfg["model_hidden_size"],
-                        "classifier_dropout": cfg["model_classifier_dropout"],
-                        "num_classes": max(AUTHORS_CLASSES, len(selection.label_names))}
-        net = create_model(MODEL_NAME, **model_kwargs)
-        if cfg["load_pretrained"]:
-            load_stage1(net, cfg["load_pretrained"])
-        model = loop.place_model(net, runtime, cfg["channels_last"])
-        if runtime.is_main:
-            print(f"RH-emo {model_kwargs}: {count_parameters(net):,} trainable parameters; splits "
-                  f"{selection.sizes()} segments; {runtime.world_size} process(es) on {runtime.device}", flush=True)
-
-        def checkpoint_payload(trained) -> dict:
-            return {"model_name": MODEL_NAME, "model_kwargs": model_kwargs,
-                    "state_dict": {k: v.detach().cpu() for k, v in trained.state_dict().items()},
-                    "label_names": selection.label_names, "label_view": cfg["label_view"],
-                    "dataset": store.dataset, "normalisation": norm.to_dict(),
-                    "feature_settings": store.feature_settings.to_dict(), "rhemo": None}
-
-        state = loop.fit(model, task, train_loader, eval_loaders["val"], cfg=cfg, runtime=runtime, output_dir=out,
-                         payload_fn=checkpoint_payload, show_keys=["total", "recon", "emo", "acc"])
-
-        # final evaluation of the best epoch, with the training loss weights
-        net.load_state_dict(state.best_state)
-        results = loop.evaluate_splits(net, task, eval_loaders, runtime, cfg)
-        if runtime.is_main:
-            plots.plot_curves(state.history, "total", task.monitor_key, out / "curves.png", state.best_epoch,
-                              title=f"RH-emo ({out.name})")
-        loop.write_metrics(out, {"script": "rhemo", "model_name": MODEL_NAME, "quat": cfg["model_quat"],
-                                 "params": count_parameters(net), "label_names": selection.label_names,
-                                 **results}, state)
-        if runtime.is_main:
-            for split, values in results.items():
-                shown = ", ".join(f"{k} {values[k]:.4f}" for k in ("total", "recon", "acc") if k in values)
-                print(f"{split}: {shown}")
-            print(f"run folder: {out}")
-        return 0
-    except loop.TrainingInterrupted:
-        return 130
-    except KeyboardInterrupt:  # outside the epochs (data preparation, final evaluation): nothing to save
-        print("\ninterrupted; run the same command again to resume", flush=True)
-        return 130
-    finally:
-        device.cleanup()
+    return loop.run_guarded(train, cfg, runtime)
 
 
 if __name__ == "__main__":

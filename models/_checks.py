@@ -74,3 +74,12 @@ def check_dropout(p: object, model: str) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
         raise ValueError(f"{model}: classifier_dropout must be a number in [0, 1], got {p!r}")
     return float(p)
+
+
+def check_classifier(hidden_size: object, classifier_dropout: object, quat: bool, model: str) -> tuple[int, float]:
+    """Validated (hidden_size, dropout) of an MLP classifier; quaternion hidden layers need a multiple of 4."""
+    hidden = check_positive_int(hidden_size, "hidden_size", model)
+    p = check_dropout(classifier_dropout, model)
+    if quat and hidden % 4:
+        raise ValueError(f"{model}: hidden_size must be divisible by 4 when quat=True, got {hidden}")
+    return hidden, p

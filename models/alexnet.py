@@ -21,7 +21,7 @@ from torch import nn
 
 from quaternion_layers import QuaternionConv, QuaternionLinear
 
-from ._checks import check_batch, check_dropout, check_in_channels, check_positive_int
+from ._checks import check_batch, check_classifier, check_in_channels, check_positive_int
 
 __all__ = ["AlexNet"]
 
@@ -51,10 +51,7 @@ class AlexNet(nn.Module):
         self.quat = bool(quat)
         self.in_channels = check_in_channels(in_channels, self.quat, _NAME)
         num_classes = check_positive_int(num_classes, "num_classes", _NAME)
-        hidden_size = check_positive_int(hidden_size, "hidden_size", _NAME)
-        p = check_dropout(classifier_dropout, _NAME)
-        if self.quat and hidden_size % 4:
-            raise ValueError(f"{_NAME}: hidden_size must be divisible by 4 when quat=True, got {hidden_size}")
+        hidden_size, p = check_classifier(hidden_size, classifier_dropout, self.quat, _NAME)
         conv = QuaternionConv if self.quat else nn.Conv2d
         linear = QuaternionLinear if self.quat else nn.Linear
 

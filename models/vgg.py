@@ -26,7 +26,7 @@ from torch import nn
 
 from quaternion_layers import QuaternionConv, QuaternionLinear
 
-from ._checks import check_batch, check_dropout, check_in_channels, check_positive_int
+from ._checks import check_batch, check_classifier, check_in_channels, check_positive_int
 
 __all__ = ["VGGNet", "VGG_types"]
 
@@ -103,10 +103,7 @@ class VGGNet(nn.Module):
         self.architecture = architecture
         self.in_channels = check_in_channels(in_channels, self.quat, _NAME)
         num_classes = check_positive_int(num_classes, "num_classes", _NAME)
-        hidden_size = check_positive_int(hidden_size, "hidden_size", _NAME)
-        p = check_dropout(classifier_dropout, _NAME)
-        if self.quat and hidden_size % 4:
-            raise ValueError(f"{_NAME}: hidden_size must be divisible by 4 when quat=True, got {hidden_size}")
+        hidden_size, p = check_classifier(hidden_size, classifier_dropout, self.quat, _NAME)
         if input_shape is None:
             input_shape = default_input_shape(self.in_channels, self.quat)
         elif len(input_shape) != 3 or int(input_shape[0]) != self.in_channels:

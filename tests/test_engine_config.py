@@ -62,6 +62,11 @@ def test_inconsistent_combinations_are_rejected(params, fragment):
     assert fragment in str(err.value)
 
 
+def test_rhemo_needs_max_normalisation():
+    with pytest.raises(config.ConfigError, match="'normalisation' must be 'max' for training_RHemo.py"):
+        config.validate({"normalisation": "zscore"}, script="rhemo", source="f")
+
+
 def test_command_line_overrides_config_file_which_overrides_defaults(tmp_path):
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps({"batch_size": 7, "learning_rate": 0.5, "script": "training_SER.py",

@@ -16,11 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from rhemo.engine import checkpoint as ckpt
 
-from test_engine_training import (FOUR, REPO, make_rhemo_weights, make_store, read_metrics,  # noqa: E402
+from engine_helpers import (FOUR, REPO, make_rhemo_weights, make_store, read_metrics,  # noqa: E402
                                   rhemo_config, run_script, ser_config)
 
 

@@ -11,7 +11,7 @@ from rhemo.data.store import SegmentStore
 from rhemo.engine import checkpoint as ckpt
 from rhemo.engine import data, embeddings
 
-from test_engine_training import (FOUR, make_rhemo_weights, make_store, read_metrics, run_script,  # noqa: E402
+from engine_helpers import (FOUR, make_rhemo_weights, make_store, read_metrics, run_script,  # noqa: E402
                                   ser_config)
 
 CPU = torch.device("cpu")

@@ -7,15 +7,6 @@ import torch
 from quaternion_layers import QuaternionBatchNorm2d
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops: intra-op threads only add contention on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def hand_stats(x: np.ndarray, mode: str):
     """Per-definition statistics with explicit loops. Returns (mean (4,) or (4,Q), var scalar or (Q,))."""
     n, c, h, w = x.shape

@@ -10,15 +10,6 @@ from torch.autograd import gradcheck
 from quaternion_layers import functional as QF
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny float64 ops: intra-op threads only add contention on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def as_quat(blocks: np.ndarray, axis: int) -> np.ndarray:
     """Real array with [r|i|j|k] blocks along ``axis`` → quaternion array without that block axis split."""
     parts = np.split(np.asarray(blocks, dtype=np.float64), 4, axis=axis)

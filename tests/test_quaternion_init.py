@@ -12,15 +12,6 @@ from quaternion_layers import QuaternionConv, QuaternionLinear, QuaternionTransp
 from quaternion_layers import functional as QF
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops: intra-op threads only add contention on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _weights(layer):
     return [getattr(layer, f"{p}_weight").detach().double() for p in "rijk"]
 

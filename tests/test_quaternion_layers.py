@@ -9,15 +9,6 @@ from torch.autograd import gradcheck
 from quaternion_layers import QuaternionConv, QuaternionLinear, QuaternionTransposeConv
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny float64 ops: intra-op threads only add contention on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------------------------ numpy-quaternion truth
 def to_quat(x: torch.Tensor, axis: int) -> np.ndarray:
     """Real tensor with [r|i|j|k] blocks along ``axis`` → quaternion ndarray (block axis becomes channels)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -249,9 +249,14 @@ def validate(params: dict[str, Any], *, script: str, source: str, partial: bool 
 
 
 def _check_consistency(cfg: dict[str, Any], script: str, source: str) -> None:
-    if script == "rhemo" and cfg["model_name"] not in RHEMO_MODELS:
-        raise ConfigError(f"{source}: key 'model_name' must be one of {RHEMO_MODELS} for training_RHemo.py, "
-                          f"got {cfg['model_name']!r}")
+    if script == "rhemo":
+        if cfg["model_name"] not in RHEMO_MODELS:
+            raise ConfigError(f"{source}: key 'model_name' must be one of {RHEMO_MODELS} for training_RHemo.py, "
+                              f"got {cfg['model_name']!r}")
+        if cfg["normalisation"] != "max":
+            raise ConfigError(f"{source}: key 'normalisation' must be 'max' for training_RHemo.py: RH-emo "
+                              f"reconstructs its input through a sigmoid with a BCE loss, which needs inputs in "
+                              f"[0, 1]")
     if script == "ser":
         if cfg["model_name"] not in SER_MODELS:
             raise ConfigError(f"{source}: key 'model_name' must be one of {SER_MODELS} for training_SER.py, "

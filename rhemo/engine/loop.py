@@ -39,8 +39,8 @@ from rhemo.engine import device as dev
 from rhemo.engine import losses, metrics
 from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 
-__all__ = ["MONITORS", "Task", "SERTask", "RHemoTask", "FitState", "TrainingInterrupted", "unwrap", "place_model",
-           "run_pass", "evaluate", "evaluate_splits", "fit", "prepare_output_dir", "write_metrics",
+__all__ = ["MONITORS", "Task", "SERTask", "RHemoTask", "FitState", "TrainingInterrupted", "run_guarded", "unwrap",
+           "place_model", "run_pass", "evaluate", "evaluate_splits", "fit", "prepare_output_dir", "write_metrics",
            "AFTER_EPOCH_HOOKS", "RESUME_FREE_KEYS", "CHECKPOINT_FILE", "LAST_FILE", "METRICS_FILE", "LOG_FILE",
            "CONFIG_FILE"]
 
@@ -69,6 +69,24 @@ AFTER_EPOCH_HOOKS: list[Callable[[int], None]] = []
 
 class TrainingInterrupted(RuntimeError):
     """Ctrl-C during training; ``last.pt`` holds the last finished epoch and a re-run resumes from it."""
+
+
+def run_guarded(train: Callable[[dict, dev.Runtime], None], cfg: dict, runtime: dev.Runtime) -> int:
+    """Run a training script's body; the exit code is 0, or 130 after Ctrl-C. The process group is always left.
+
+    Ctrl-C inside ``fit`` has already saved ``last.pt``; outside the epochs (data preparation, final
+    evaluation) there is nothing to save, and a re-run resumes from the last finished epoch either way.
+    """
+    try:
+        train(cfg, runtime)
+        return 0
+    except TrainingInterrupted:
+        return 130
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to resume", flush=True)
+        return 130
+    finally:
+        dev.cleanup()
 
 
 def unwrap(model: nn.Module) -> nn.Module:
