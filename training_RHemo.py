@@ -82,7 +82,8 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
     net.load_state_dict(state.best_state)
     results = loop.evaluate_splits(net, task, eval_loaders, runtime, cfg)
     if runtime.is_main:
-        plots.plot_curves(state.history, "total", task.monitor_key, out / "curves.png", state.best_epoch,
+        metric = "acc" if cfg["loss_beta"] > 0 else "recon"
+        plots.plot_curves(state.history, "total", metric, out / "curves.png", state.best_epoch,
                           title=f"RH-emo ({out.name})")
     loop.write_metrics(out, {"script": "rhemo", "model_name": MODEL_NAME, "quat": cfg["model_quat"],
                              "params": count_parameters(net), "label_names": selection.label_names,

@@ -114,7 +114,8 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
     ser.load_state_dict(state.best_state)
     results = loop.evaluate_splits(ser, task, eval_loaders, runtime, cfg)
     if runtime.is_main:
-        plots.plot_curves(state.history, "loss", task.monitor_key, out / "curves.png", state.best_epoch,
+        metric = "wa" if task.monitor_key == "loss" else task.monitor_key
+        plots.plot_curves(state.history, "loss", metric, out / "curves.png", state.best_epoch,
                           title=f"{model_name} {'quaternion' if cfg['model_quat'] else 'real'} ({out.name})")
         shown = results["test"] or results["val"]
         which = "test" if results["test"] else "val"

@@ -32,12 +32,11 @@ def _save(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def plot_curves(history: Sequence[dict], loss_key: str, monitor_key: str, path: str | os.PathLike,
+def plot_curves(history: Sequence[dict], loss_key: str, metric_key: str, path: str | os.PathLike,
                 best_epoch: int | None = None, title: str = "") -> None:
-    """Two panels: ``train_<loss_key>``/``val_<loss_key>`` and ``val_<monitor_key>`` against ``epoch``.
+    """Two panels against ``epoch``: train/val ``<loss_key>``, and train/val ``<metric_key>`` (e.g. wa).
 
-    ``history`` rows are the flat per-epoch dicts of :class:`rhemo.engine.loop.FitState`. When the monitor is
-    the loss itself the second panel shows the training and validation values of that loss anyway.
+    ``history`` rows are the flat per-epoch dicts of :class:`rhemo.engine.loop.FitState`.
     """
     if not history:
         raise ValueError("plot_curves: empty history")
@@ -51,10 +50,10 @@ def plot_curves(history: Sequence[dict], loss_key: str, monitor_key: str, path: 
     for split in ("train", "val"):
         axes[0].plot(epochs, column(f"{split}_{loss_key}"), marker=".", label=split)
     axes[0].set_title(f"loss ({loss_key})")
-    axes[1].plot(epochs, column(f"val_{monitor_key}"), marker=".", color="C1", label="val")
-    if f"train_{monitor_key}" in history[0]:
-        axes[1].plot(epochs, column(f"train_{monitor_key}"), marker=".", color="C0", label="train")
-    axes[1].set_title(f"monitored: {monitor_key}")
+    for split, color in (("train", "C0"), ("val", "C1")):
+        if f"{split}_{metric_key}" in history[0]:
+            axes[1].plot(epochs, column(f"{split}_{metric_key}"), marker=".", color=color, label=split)
+    axes[1].set_title(metric_key)
     if best_epoch:
         for ax in axes:
             ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label="best epoch")
