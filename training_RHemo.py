@@ -34,8 +34,8 @@ def load_stage1(model, path: str) -> None:
     mine = {"quat": model.quat, "hidden_size": model.hidden_size, "num_classes": model.num_classes}
     theirs = {"quat": source.quat, "hidden_size": source.hidden_size, "num_classes": source.num_classes}
     if mine != theirs:
-        raise ValueError(f"load_pretrained {path} holds an RH-emo with {theirs}, but this run builds {mine} "
-                         f"(config keys model_quat, model_hidden_size, label_view)")
+        raise config.ConfigError(f"load_pretrained {path} holds an RH-emo with {theirs}, but this run builds "
+                                 f"{mine} (config keys model_quat, model_hidden_size, label_view)")
     model.load_state_dict(source.state_dict(), strict=True)
 
 

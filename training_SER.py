@@ -51,8 +51,9 @@ def load_backbone(net, model_name: str, path: str) -> None:
     shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in kept.items()
               if k in own and v.shape != own[k].shape]
     if missing or unexpected or shapes:
-        raise ValueError(f"load_pretrained {path} does not fit {model_name} (final layer {prefix}* excluded): "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {shapes[:5]}")
+        raise config.ConfigError(f"load_pretrained {path} does not fit {model_name} (final layer {prefix}* "
+                                 f"excluded): missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes "
+                                 f"{shapes[:5]}")
     net.load_state_dict(kept, strict=False)
 
 

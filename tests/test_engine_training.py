@@ -180,15 +180,24 @@ def test_two_stage_rhemo_run_writes_the_contract_files(tmp_path):
             100 * (m2[split]["valence"] + m2[split]["arousal"] + m2[split]["dominance"]), rel=1e-4)
 
 
-def test_rhemo_stage2_rejects_a_mismatching_stage1(tmp_path):
+def test_rhemo_stage2_rejects_a_mismatching_stage1(tmp_path, capsys):
     store = make_store(tmp_path / "store", FOUR * 3)
     stage1 = tmp_path / "stage1"
     assert run_script("training_RHemo.py", rhemo_config(store, stage1, num_epochs=1, label_view="iemocap4"),
                       tmp_path) == 0
     cfg = rhemo_config(store, tmp_path / "bad", model_hidden_size=12, label_view="iemocap4",
                        load_pretrained=str(stage1 / "checkpoint.pt"))
-    with pytest.raises(ValueError, match="hidden_size"):
-        run_script("training_RHemo.py", cfg, tmp_path)
+    capsys.readouterr()
+    assert run_script("training_RHemo.py", cfg, tmp_path) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "error: load_pretrained" in error and "hidden_size" in error
+
+
+def test_missing_store_is_a_one_line_error(tmp_path, capsys):
+    cfg = ser_config(tmp_path / "no_store", tmp_path / "run", use_r2he=False, model_quat=False)
+    assert run_script("training_SER.py", cfg, tmp_path) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "segment store" in error and "preprocessing.py" in error
 
 
 # --------------------------------------------------------------------------------------------- SER runs

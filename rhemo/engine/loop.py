@@ -35,9 +35,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from rhemo.data.store import StoreError
 from rhemo.engine import device as dev
 from rhemo.engine import losses, metrics
-from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from rhemo.engine.config import ConfigError
+from rhemo.engine.data import DataError
+from rhemo.engine.weights import WeightsError
+
+#: Errors about the user's inputs (config, store, checkpoints, device): reported in one line, no traceback.
+INPUT_ERRORS = (ConfigError, StoreError, DataError, CheckpointError, WeightsError, dev.DeviceError)
 
 __all__ = ["MONITORS", "Task", "SERTask", "RHemoTask", "FitState", "TrainingInterrupted", "run_guarded", "unwrap",
            "place_model", "run_pass", "evaluate", "evaluate_splits", "fit", "prepare_output_dir", "write_metrics",
@@ -72,14 +79,19 @@ class TrainingInterrupted(RuntimeError):
 
 
 def run_guarded(train: Callable[[dict, dev.Runtime], None], cfg: dict, runtime: dev.Runtime) -> int:
-    """Run a training script's body; the exit code is 0, or 130 after Ctrl-C. The process group is always left.
+    """Run a training script's body; the exit code is 0, 2 after an input error, or 130 after Ctrl-C.
 
-    Ctrl-C inside ``fit`` has already saved ``last.pt``; outside the epochs (data preparation, final
-    evaluation) there is nothing to save, and a re-run resumes from the last finished epoch either way.
+    An input error (:data:`INPUT_ERRORS`: a missing store, a checkpoint that does not fit, ...) is printed as one
+    line naming the script. Ctrl-C inside ``fit`` has already saved ``last.pt``; outside the epochs (data
+    preparation, final evaluation) there is nothing to save, and a re-run resumes from the last finished epoch
+    either way. The process group is always left.
     """
     try:
         train(cfg, runtime)
         return 0
+    except INPUT_ERRORS as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr, flush=True)
+        return 2
     except TrainingInterrupted:
         return 130
     except KeyboardInterrupt:
