@@ -110,6 +110,22 @@ class Interrupt(Exception):
     pass
 
 
+def interrupted_write(monkeypatch, corpus, out, crash_index, workers):
+    """Run write_store until it reaches ``corpus[crash_index]``, where the run 'dies'; the real reader is back
+    in place afterwards."""
+    real = store_mod._segments_or_reason
+
+    def dying(path, settings):
+        if path == corpus[crash_index].path:
+            raise Interrupt()
+        return real(path, settings)
+
+    monkeypatch.setattr(store_mod, "_segments_or_reason", dying)
+    with pytest.raises(Interrupt):
+        write_store(corpus, out, SETTINGS, workers=workers, progress=False)
+    monkeypatch.setattr(store_mod, "_segments_or_reason", real)
+
+
 def test_resume_after_interruption(tmp_path, corpus, monkeypatch):
     out = tmp_path / "s"
     real = store_mod._segments_or_reason
@@ -153,17 +169,7 @@ def test_resume_after_interruption(tmp_path, corpus, monkeypatch):
 
 @pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="workers must inherit the patch")
 def test_parallel_resume_and_copy_fallback(tmp_path, corpus, monkeypatch):
-    real = store_mod._segments_or_reason
-
-    def dying(path, settings):
-        if path == corpus[5].path:
-            raise Interrupt()
-        return real(path, settings)
-
-    monkeypatch.setattr(store_mod, "_segments_or_reason", dying)
-    with pytest.raises(Interrupt):
-        write_store(corpus, tmp_path / "s", SETTINGS, workers=2, progress=False)
-    monkeypatch.setattr(store_mod, "_segments_or_reason", real)
+    interrupted_write(monkeypatch, corpus, tmp_path / "s", 5, workers=2)
 
     def no_kernel_copy(*args):
         raise OSError(18, "Invalid cross-device link")
@@ -176,37 +182,17 @@ def test_parallel_resume_and_copy_fallback(tmp_path, corpus, monkeypatch):
 
 
 def test_lost_data_restarts_from_scratch(tmp_path, corpus, monkeypatch):
-    real = store_mod._segments_or_reason
-
-    def dying(path, settings):
-        if path == corpus[4].path:
-            raise Interrupt()
-        return real(path, settings)
-
-    monkeypatch.setattr(store_mod, "_segments_or_reason", dying)
-    with pytest.raises(Interrupt):
-        write_store(corpus, tmp_path / "s", SETTINGS, workers=1, progress=False)
+    interrupted_write(monkeypatch, corpus, tmp_path / "s", 4, workers=1)
     data = tmp_path / "s.partial" / "predictors.npy.part"
     with open(data, "r+b") as f:                               # the journal claims more than is there
         f.truncate(data.stat().st_size - 4)
-    monkeypatch.setattr(store_mod, "_segments_or_reason", real)
     summary = write_store(corpus, tmp_path / "s", SETTINGS, workers=1, progress=False)
     assert summary.resumed_files == 0
     np.testing.assert_array_equal(SegmentStore(tmp_path / "s").predictors, expected_segments(corpus))
 
 
 def test_partial_from_other_settings_is_discarded(tmp_path, corpus, monkeypatch):
-    real = store_mod._segments_or_reason
-
-    def dying(path, settings):
-        if path == corpus[3].path:
-            raise Interrupt()
-        return real(path, settings)
-
-    monkeypatch.setattr(store_mod, "_segments_or_reason", dying)
-    with pytest.raises(Interrupt):
-        write_store(corpus, tmp_path / "s", SETTINGS, workers=1, progress=False)
-    monkeypatch.setattr(store_mod, "_segments_or_reason", real)
+    interrupted_write(monkeypatch, corpus, tmp_path / "s", 3, workers=1)
     other = SETTINGS.replace(segment_seconds=2.0, segment_hop_seconds=2.0)
     summary = write_store(corpus, tmp_path / "s", other, workers=1, progress=False)
     assert summary.resumed_files == 0 and SegmentStore(tmp_path / "s").feature_settings == other
