@@ -38,7 +38,7 @@ from torch import nn
 from rhemo.engine import device as device_module
 from rhemo.engine.data import Normalisation
 
-__all__ = ["RHEMO_NAME", "FRONTEND_HIDDEN", "EMBEDDING_SHAPE", "FrontEndSource", "load_frontend",
+__all__ = ["RHEMO_NAME", "FRONTEND_HIDDEN", "EMBEDDING_SHAPE", "FrontEndSource", "encoder_model", "load_frontend",
            "RHemoEncoder", "SERModel", "encoder_key", "compute_embeddings", "cached_embeddings", "rhemo_record"]
 
 RHEMO_NAME = "simple_autoencoder_2_vad"
@@ -64,6 +64,19 @@ def _state_sha256(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def encoder_model(encoder_state_dict: dict[str, torch.Tensor], quat: bool = True) -> nn.Module:
+    """A ``simple_autoencoder_2_vad`` with tiny heads carrying ``encoder_state_dict``.
+
+    Only the encoder shapes the embedding, so the heads are built ``FRONTEND_HIDDEN`` wide: the stored width
+    (4096) would allocate ~537 MB that is never used. Raises ValueError when the state does not fit.
+    """
+    from models.registry import create_model
+
+    model = create_model(RHEMO_NAME, quat=bool(quat), hidden_size=FRONTEND_HIDDEN)
+    model.load_encoder_state_dict(encoder_state_dict)
+    return model
+
+
 def load_frontend(path: str | os.PathLike | None, device: torch.device) -> tuple[nn.Module, FrontEndSource]:
     """The RH-emo model whose encoder makes the SER embeddings, on ``device``, in eval mode.
 
@@ -86,8 +99,7 @@ def load_frontend(path: str | os.PathLike | None, device: torch.device) -> tuple
         from rhemo.engine.weights import load_rhemo
 
         full = load_rhemo(path, map_location="cpu")
-        model = create_model(RHEMO_NAME, quat=full.quat, hidden_size=FRONTEND_HIDDEN)
-        model.load_encoder_state_dict(full.encoder_state_dict())
+        model = encoder_model(full.encoder_state_dict(), quat=full.quat)
         del full
         source = FrontEndSource(str(path), file_sha256(path))
     return model.to(device).eval(), source

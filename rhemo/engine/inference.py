@@ -55,7 +55,7 @@ from models.registry import create_model
 from rhemo.data.features import AudioError, FeatureSettings, audio_to_segments, check_signal, load_audio
 from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, plain_state_dict
 from rhemo.engine.data import DataError, Normalisation
-from rhemo.engine.embeddings import FRONTEND_HIDDEN, RHEMO_NAME, RHemoEncoder, SERModel
+from rhemo.engine.embeddings import RHEMO_NAME, RHemoEncoder, SERModel, encoder_model
 
 MIN_SECONDS = 0.1
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -258,22 +258,15 @@ def _build_encoder(path: Path, info: Any) -> torch.nn.Module:
     """The frozen RH-emo whose ``encode`` turns (N,1,512,128) spectrograms into (N,4,64,64) embeddings."""
     if not isinstance(info, dict) or "encoder_state_dict" not in info or "model_kwargs" not in info:
         raise _fail(path, "'rhemo' must be None or a dict with 'model_kwargs' and 'encoder_state_dict'")
-    kwargs = dict(info["model_kwargs"])
-    # Only the ~256 encoder weights shape the embedding; the heads are never run here, so they are built
-    # tiny, as in training (the stored width, 4096, would allocate ~537 MB for nothing).
-    kwargs["hidden_size"] = FRONTEND_HIDDEN
-    try:
-        rhemo = create_model(RHEMO_NAME, **kwargs)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise _fail(path, f"cannot build the RH-emo encoder from {info['model_kwargs']!r}: {exc}") from None
-    state = info["encoder_state_dict"]
+    state, kwargs = info["encoder_state_dict"], info["model_kwargs"]
     if not isinstance(state, dict):
         raise _fail(path, f"the RH-emo 'encoder_state_dict' must be a dict of tensors, got {type(state).__name__}")
+    if not isinstance(kwargs, dict):
+        raise _fail(path, f"the RH-emo 'model_kwargs' must be a dict, got {type(kwargs).__name__}")
     try:
-        rhemo.load_encoder_state_dict(state)
+        return encoder_model(state, quat=kwargs.get("quat", True))
     except (ValueError, RuntimeError) as exc:
         raise _fail(path, f"the RH-emo 'encoder_state_dict' does not fit: {exc}") from None
-    return rhemo
 
 
 def _read_member(path: Path, device: torch.device) -> _Member:
