@@ -83,15 +83,13 @@ class _QuaternionConvNd(nn.Module):
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Re-draw the weights (the configured init, quaternion-unit fans) and zero the bias."""
-        shape = tuple(self.r_weight.shape)
-        fan_in, fan_out = QF.weight_fans(shape, "transpose" if self.transposed else "conv")
-        values = QF.WEIGHT_INITS[self.weight_init](shape, fan_in, fan_out, self.init_criterion, generator,
-                                                   self.r_weight.dtype)
+        QF.init_weights_(self.r_weight, self.i_weight, self.j_weight, self.k_weight,
+                         "transpose" if self.transposed else "conv", self.weight_init, self.init_criterion,
+                         generator)
         with torch.no_grad():
-            for param, value in zip((self.r_weight, self.i_weight, self.j_weight, self.k_weight), values):
-                param.copy_(value)
             if self.scale_param is not None:
-                self.scale_param.copy_(QF.xavier_uniform(shape, generator, self.scale_param.dtype))
+                self.scale_param.copy_(QF.xavier_uniform(tuple(self.scale_param.shape), generator,
+                                                         self.scale_param.dtype))
             if self.bias is not None:
                 self.bias.zero_()
 

@@ -58,6 +58,7 @@ __all__ = [
     "random_init",
     "xavier_uniform",
     "WEIGHT_INITS",
+    "init_weights_",
     "CRITERIA",
     "as_generator",
     "quaternion_channels",
@@ -571,6 +572,18 @@ WEIGHT_INITS: dict[str, Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]]] = 
     "unitary": unitary_init,
     "random": random_init,
 }
+
+
+@torch.no_grad()
+def init_weights_(r: Tensor, i: Tensor, j: Tensor, k: Tensor, layout: str, weight_init: str = "quaternion",
+                  criterion: str = "glorot", generator: torch.Generator | None = None) -> None:
+    """Fill the four component weights in place (like ``torch.nn.init.*_``) with ``WEIGHT_INITS[weight_init]``,
+    using the quaternion-unit fans of ``layout`` ('conv', 'transpose' or 'linear', see :func:`weight_fans`)."""
+    shape = tuple(r.shape)
+    fan_in, fan_out = weight_fans(shape, layout)
+    values = WEIGHT_INITS[weight_init](shape, fan_in, fan_out, criterion, generator, r.dtype)
+    for param, value in zip((r, i, j, k), values):
+        param.copy_(value)
 
 
 # ------------------------------------------------------------------------------- module argument helpers

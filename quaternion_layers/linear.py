@@ -45,13 +45,9 @@ class QuaternionLinear(nn.Module):
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Re-draw the weights (the configured init, quaternion-unit fans) and zero the bias."""
-        shape = tuple(self.r_weight.shape)
-        fan_in, fan_out = QF.weight_fans(shape, "linear")
-        values = QF.WEIGHT_INITS[self.weight_init](shape, fan_in, fan_out, self.init_criterion, generator,
-                                                   self.r_weight.dtype)
+        QF.init_weights_(self.r_weight, self.i_weight, self.j_weight, self.k_weight, "linear", self.weight_init,
+                         self.init_criterion, generator)
         with torch.no_grad():
-            for param, value in zip((self.r_weight, self.i_weight, self.j_weight, self.k_weight), values):
-                param.copy_(value)
             if self.bias is not None:
                 self.bias.zero_()
 
