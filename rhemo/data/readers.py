@@ -132,6 +132,14 @@ def _require_dir(root: str | os.PathLike, dataset: str, expected: str) -> Path:
     return path
 
 
+def _matching_dirs(root: Path, pattern: re.Pattern, dataset: str, what: str, expected: str) -> list[Path]:
+    """Every folder under ``root`` whose name matches ``pattern``; none is a ReaderError naming the layout."""
+    found = [d for d in _walk_dirs(root) if pattern.match(d.name)]
+    if not found:
+        raise ReaderError(f"{dataset}: no {what} folders under {root}; expected {expected}")
+    return found
+
+
 def _finish(utterances: list[Utterance], skipped: list[Skipped]) -> tuple[list[Utterance], list[Skipped]]:
     """Sort by path; later files that repeat an utterance id are skipped (ids must be unique in a store)."""
     utterances = sorted(utterances, key=lambda u: u.path)
@@ -250,9 +258,7 @@ _RAVDESS_NAME_RE = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})
 def read_ravdess(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped]]:
     """RAVDESS reader (see the module docstring)."""
     root = _require_dir(root, "ravdess", _RAVDESS_EXPECTED)
-    actor_dirs = [d for d in _walk_dirs(root) if _ACTOR_DIR_RE.match(d.name)]
-    if not actor_dirs:
-        raise ReaderError(f"ravdess: no 'Actor_NN' folders under {root}; expected {_RAVDESS_EXPECTED}")
+    actor_dirs = _matching_dirs(root, _ACTOR_DIR_RE, "ravdess", "'Actor_NN'", _RAVDESS_EXPECTED)
     utterances, skipped = [], []
     for actor_dir in actor_dirs:
         for wav in _files(actor_dir):
@@ -322,9 +328,7 @@ def _tess_label(stem: str) -> str | None:
 def read_tess(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped]]:
     """TESS reader (see the module docstring)."""
     root = _require_dir(root, "tess", _TESS_EXPECTED)
-    speaker_dirs = [d for d in _walk_dirs(root) if _TESS_DIR_RE.match(d.name)]
-    if not speaker_dirs:
-        raise ReaderError(f"tess: no 'OAF_*' or 'YAF_*' folders under {root}; expected {_TESS_EXPECTED}")
+    speaker_dirs = _matching_dirs(root, _TESS_DIR_RE, "tess", "'OAF_*' or 'YAF_*'", _TESS_EXPECTED)
     utterances, skipped = [], []
     for folder in speaker_dirs:
         speaker = folder.name[:3].upper()
