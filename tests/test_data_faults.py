@@ -286,3 +286,11 @@ def test_store_names_cannot_leave_the_output_folder(tmp_path, name, capsys):
 def test_plain_store_names_are_accepted(tmp_path):
     assert store_path(tmp_path, "iemocap_4s") == tmp_path / "iemocap_4s"
     assert store_path(tmp_path, None, default="emodb") == tmp_path / "emodb"
+
+
+def test_empty_wav_in_a_corpus_is_an_empty_file_skip_line(tmp_path):
+    tone(tmp_path / "wav" / "03a01Fa.wav", 1.0, 0)
+    (tmp_path / "wav" / "03a01Wa.wav").write_bytes(b"")
+    utts, skipped = read_corpus("emodb", tmp_path)
+    assert [u.utterance_id for u in utts] == ["03a01Fa"]
+    assert [(Path(s.path).name, s.reason) for s in skipped] == [("03a01Wa.wav", "empty file: 0 bytes")]

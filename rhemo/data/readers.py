@@ -2,10 +2,12 @@
 
 ``read_corpus(dataset, root)`` walks a corpus folder and returns ``(utterances, skipped)``: the usable
 utterances sorted by path (deterministic on every filesystem), and the files that look like utterances but
-cannot be used (no label line, unknown label, bad file name, duplicate id), each with a reason that starts with
-a category word (``'no label: ...'``). Macintosh ``._*`` companions and other hidden files, non-audio files
-and unrelated folders are ignored. A root that does not exist or matches nothing of the expected layout
-raises :class:`ReaderError` saying what was expected where.
+cannot be used (no label line, malformed label line, unknown label, bad file name, duplicate id, not a regular
+file, broken symlink, empty file), each with a reason that starts with a category word (``'no label: ...'``);
+nothing named like an utterance is opened before it is known to be a regular file (a FIFO would block).
+Macintosh ``._*`` companions and other hidden files, non-audio files and unrelated folders are ignored. A root
+that does not exist or matches nothing of the expected layout raises :class:`ReaderError` saying what was
+expected where.
 
 Layouts:
 
@@ -138,13 +140,13 @@ def file_problem(path: str | os.PathLike) -> str | None:
 
 
 def _files(folder: Path, extensions: Iterable[str], skipped: list[Skipped]) -> list[Path]:
-    """Regular audio files of ``folder``, sorted; other entries with an audio name (FIFO, directory, broken
-    symlink, ...) are recorded in ``skipped``."""
+    """Regular non-empty audio files of ``folder``, sorted; other entries with an audio name (FIFO, directory,
+    broken symlink, empty file) are recorded in ``skipped``."""
     exts = tuple(extensions)
     found = []
     for entry in sorted(p for p in folder.iterdir() if _visible(p) and p.suffix.lower() in exts):
         problem = file_problem(entry)
-        if problem is None or problem.startswith("empty file"):  # empty files are the audio loader's report
+        if problem is None:
             found.append(entry)
         else:
             skipped.append(Skipped(str(entry), problem))
@@ -440,7 +442,7 @@ def _read_manifest(manifest: Path) -> tuple[list[Utterance], list[Skipped]]:
             skipped.append(Skipped(str(audio), f"no label: empty label on line {line_no} of {manifest}"))
             continue
         problem = file_problem(audio)
-        if problem is not None and not problem.startswith("empty file"):
+        if problem is not None:
             skipped.append(Skipped(str(audio), f"{problem} (line {line_no} of {manifest})"))
             continue
         utt_id = Path(rel).with_suffix("").as_posix()
