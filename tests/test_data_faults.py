@@ -294,3 +294,31 @@ def test_empty_wav_in_a_corpus_is_an_empty_file_skip_line(tmp_path):
     utts, skipped = read_corpus("emodb", tmp_path)
     assert [u.utterance_id for u in utts] == ["03a01Fa"]
     assert [(Path(s.path).name, s.reason) for s in skipped] == [("03a01Wa.wav", "empty file: 0 bytes")]
+
+
+def test_disk_full_in_a_worker_names_its_shard(tmp_path, monkeypatch):
+    root = emodb(tmp_path / "emodb", n=4)
+    utts, skipped = read_corpus("emodb", root)
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, path):
+            self.file = real_open(path, "wb")
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    def opening(path, mode="r", *args, **kwargs):   # the workers are forked and inherit this
+        return FullDisk(path) if str(path).endswith(".f32") else real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(store_mod, "open", opening, raising=False)
+    with pytest.raises(StoreError) as info:
+        write_store(utts, tmp_path / "s", FeatureSettings(), workers=2, skipped=skipped, progress=False)
+    message = str(info.value)
+    assert "no space left on device" in message and ".f32" in message and str(tmp_path / "s.partial") in message
+    monkeypatch.undo()
+    write_store(utts, tmp_path / "s", FeatureSettings(), workers=2, skipped=skipped, progress=False)
+    assert_rows_match_files(SegmentStore(tmp_path / "s"), expected_rows=4)
