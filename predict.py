@@ -25,7 +25,12 @@ as the probability of 'high'. A directory is searched recursively for audio file
 and its results go to DIR/predictions.csv. Files that cannot be used (unreadable, shorter than 0.1 s,
 silent, NaN) are reported and the others go on.
 
-Exit status: 0 when at least one file was predicted, 1 when none was, 2 for a bad model path or option."""
+Only regular files are opened: a FIFO, a directory or a broken symlink named like audio gets an ERROR line.
+When a CSV cannot be written (read-only folder, full disk), every result is still printed, then one line
+says where the CSV could not be written.
+
+Exit status: 0 when at least one file was predicted, 1 when none was, 2 for a bad model path or option,
+3 when results were printed but a CSV could not be written."""
 
 EPILOG = """examples:
   python3 predict.py speech.wav --model results/2_SER_quaternion_rhemo/1
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     with tqdm(total=total, unit="file", disable=not show_bar, file=sys.stderr) as bar:
         for target, files in groups:
             for file in files:
-                result = predictor.predict_file(file, hop_seconds=args.hop)
+                result = predictor.predict_file(file, hop_seconds=args.hop, per_window=args.per_window)
                 results.append(result)
                 if target is not None and args.output is None:
                     per_csv.setdefault(target, []).append(result)
@@ -113,8 +118,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.output is not None:
         per_csv = {args.output: results}
+    unwritten = 0
     for target, rows in per_csv.items():
-        written = write_predictions_csv(target, rows, predictor.label_names, predictor.has_vad)
+        try:
+            written = write_predictions_csv(target, rows, predictor.label_names, predictor.has_vad)
+        except OSError as exc:
+            unwritten += 1
+            print(f"predict.py: could not write the CSV {target} ({exc.strerror or exc}); every "
+                  f"result is printed (pass --output to write the CSV elsewhere)", file=sys.stderr)
+            continue
         print(f"predict.py: wrote {len(rows)} row(s) to {written}", file=sys.stderr)
     if args.json:
         json.dump([r.to_dict(per_window=args.per_window) for r in results], sys.stdout, indent=2)
@@ -123,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     ok = sum(r.ok for r in results)
     if ok < len(results):
         print(f"predict.py: {len(results) - ok} of {len(results)} file(s) could not be predicted", file=sys.stderr)
-    return 0 if ok else 1
+    if not ok:
+        return 1
+    return 3 if unwritten else 0
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rhemo.data.features import FeatureSettings
 from rhemo.data.readers import DATASETS, ReaderError, read_corpus
-from rhemo.data.store import StoreError, write_store
+from rhemo.data.store import StoreError, store_path, write_store
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "preprocessing_config.ini"
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if workers < 0:
         raise UsageError(f"workers must be >= 0, got {workers}")
     workers = workers or os.cpu_count() or 1
-    store_dir = Path(output) / (args.name or args.dataset)
+    store_dir = store_path(output, args.name, default=args.dataset)
 
     utterances, skipped = read_corpus(args.dataset, input_path)
     print(f"{args.dataset}: {len(utterances)} utterances found in {Path(input_path).resolve()}"

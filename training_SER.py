@@ -73,7 +73,8 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
     if cfg["use_r2he"]:
         rhemo, source = embeddings.load_frontend(cfg["r2he_model_path"], runtime.device)
     if rhemo is not None and cfg["cache_embeddings"] and not cfg["finetune_r2he"]:
-        features = embeddings.cached_embeddings(store, rhemo, norm, runtime.device, progress=runtime.is_main)
+        features = embeddings.cached_embeddings(store, rhemo, norm, runtime.device, progress=runtime.is_main,
+                                                cache_dir=cfg["embeddings_cache"])
         datasets = data.make_datasets(features, selection, None)
         input_desc = "cached RH-emo embeddings (4x64x64)"
     else:

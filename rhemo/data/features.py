@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
+from .readers import file_problem
+
 __all__ = [
     "AudioError",
     "FeatureSettings",
@@ -215,11 +217,16 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
 
     soundfile first (wav, flac, ogg, mp3 with libsndfile ≥ 1.1); librosa (audioread) as a fallback for other
     containers. Multichannel audio is averaged to mono, as librosa does; resampling only happens when the
-    file's rate differs. Raises :class:`AudioError` ``('unreadable: ...')`` when no decoder can read it.
+    file's rate differs. Raises :class:`AudioError` when no decoder can read it (``'unreadable: ...'``) and,
+    without opening it, when it is not a regular file, a broken symlink, missing or empty (reasons of
+    :func:`rhemo.data.readers.file_problem`): opening a FIFO would block forever.
     """
     import soundfile
 
     path = os.fspath(path)
+    problem = file_problem(path)
+    if problem is not None:
+        raise AudioError(path, problem)
     try:
         with soundfile.SoundFile(path) as f:
             rate = f.samplerate
@@ -233,8 +240,6 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
 
 
 def _load_with_librosa(path: str, sf_exc: Exception) -> tuple[np.ndarray, int]:
-    if not os.path.isfile(path):
-        raise AudioError(path, "unreadable: file does not exist") from None
     try:
         import librosa
 

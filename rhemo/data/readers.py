@@ -2,10 +2,12 @@
 
 ``read_corpus(dataset, root)`` walks a corpus folder and returns ``(utterances, skipped)``: the usable
 utterances sorted by path (deterministic on every filesystem), and the files that look like utterances but
-cannot be used (no label line, unknown label, bad file name, duplicate id), each with a reason that starts with
-a category word (``'no label: ...'``). Macintosh ``._*`` companions and other hidden files, non-audio files
-and unrelated folders are ignored. A root that does not exist or matches nothing of the expected layout
-raises :class:`ReaderError` saying what was expected where.
+cannot be used (no label line, malformed label line, unknown label, bad file name, duplicate id, not a regular
+file, broken symlink, empty file), each with a reason that starts with a category word (``'no label: ...'``);
+nothing named like an utterance is opened before it is known to be a regular file (a FIFO would block).
+Macintosh ``._*`` companions and other hidden files, non-audio files and unrelated folders are ignored. A root
+that does not exist or matches nothing of the expected layout raises :class:`ReaderError` saying what was
+expected where.
 
 Layouts:
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -55,6 +58,7 @@ __all__ = [
     "EMODB_EMOTIONS",
     "TESS_LABELS",
     "AUDIO_EXTENSIONS",
+    "file_problem",
 ]
 
 
@@ -106,10 +110,47 @@ def _visible(entry: Path) -> bool:
     return not entry.name.startswith(".")
 
 
-def _files(folder: Path, extensions: Iterable[str] = (".wav",)) -> list[Path]:
+_SPECIAL_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                  (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"))
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be an audio file, found without opening it (opening a FIFO blocks); None if it is
+    an existing regular file (or a symlink to one). Reasons start with a category: ``'not a regular file'``,
+    ``'broken symlink'``, ``'missing file'``, ``'empty file'`` or ``'unreadable'``."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if os.path.islink(path):
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return f"broken symlink: it points to {target}, which cannot be reached ({exc.strerror})"
+        if isinstance(exc, FileNotFoundError):
+            return "missing file: the file does not exist"
+        return f"unreadable: {exc.strerror or exc}"
+    for is_kind, kind in _SPECIAL_KINDS:
+        if is_kind(info.st_mode):
+            return f"not a regular file: it is {kind}"
+    if info.st_size == 0:
+        return "empty file: 0 bytes"
+    return None
+
+
+def _files(folder: Path, extensions: Iterable[str], skipped: list[Skipped]) -> list[Path]:
+    """Regular non-empty audio files of ``folder``, sorted; other entries with an audio name (FIFO, directory,
+    broken symlink, empty file) are recorded in ``skipped``."""
     exts = tuple(extensions)
-    return sorted(p for p in folder.iterdir()
-                  if _visible(p) and p.is_file() and p.suffix.lower() in exts)
+    found = []
+    for entry in sorted(p for p in folder.iterdir() if _visible(p) and p.suffix.lower() in exts):
+        problem = file_problem(entry)
+        if problem is None:
+            found.append(entry)
+        else:
+            skipped.append(Skipped(str(entry), problem))
+    return found
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -164,22 +205,27 @@ _SESSION_RE = re.compile(r"^Session(\d+)$")
 _IEMOCAP_ID_RE = re.compile(r"^Ses(\d{2})[MF]_.+_([MF])[^_]*$")
 _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 _VAD_RE = re.compile(r"^\[\s*" + _NUM + r"\s*,\s*" + _NUM + r"\s*,\s*" + _NUM + r"\s*\]$")
+_HEADER_ID_RE = re.compile(r"^\[[^\]]*\]\s*(\S+)")  # the id after "[START - END]", whatever the separators
 
 
 def parse_emo_evaluation(path: str | os.PathLike) -> dict[str, tuple[str, float, float, float] | str]:
     """Read one EmoEvaluation file: utterance id → (label, valence, arousal, dominance).
 
     Only header lines ``[START - END]\\tID\\tLABEL\\t[V, A, D]`` count; the per-annotator lines are ignored.
-    An id whose V/A/D field cannot be parsed maps to a string with the reason instead. The first header line
-    of an id wins.
+    An id whose header line is not tab-separated or whose V/A/D field cannot be parsed maps to a string with
+    the reason instead. The first header line of an id wins.
     """
     entries: dict[str, tuple[str, float, float, float] | str] = {}
     with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
+        for line_no, line in enumerate(f, start=1):
             if not line.startswith("["):
                 continue
             parts = [p.strip() for p in line.rstrip("\r\n").split("\t")]
             if len(parts) < 4 or not parts[1]:
+                found = _HEADER_ID_RE.match(line)
+                if found and found[1] not in entries:
+                    entries[found[1]] = (f"malformed line: line {line_no} of {path} has {len(parts)} tab-separated "
+                                         f"field(s); expected [START - END]<TAB>ID<TAB>LABEL<TAB>[V, A, D]")
                 continue
             utt_id, label, vad = parts[1], parts[2], parts[3]
             if utt_id in entries:
@@ -210,8 +256,9 @@ def read_iemocap(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped
             skipped.append(Skipped(str(session_dir), f"no audio: missing folder {wav_root}"))
             continue
         for dialog_dir in _subdirs(wav_root):
-            wavs = _files(dialog_dir)
-            n_wav += len(wavs)
+            before = len(skipped)
+            wavs = _files(dialog_dir, (".wav",), skipped)
+            n_wav += len(wavs) + len(skipped) - before
             if not wavs:
                 continue
             label_file = eval_dir / f"{dialog_dir.name}.txt"
@@ -261,7 +308,7 @@ def read_ravdess(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped
     actor_dirs = _matching_dirs(root, _ACTOR_DIR_RE, "ravdess", "'Actor_NN'", _RAVDESS_EXPECTED)
     utterances, skipped = [], []
     for actor_dir in actor_dirs:
-        for wav in _files(actor_dir):
+        for wav in _files(actor_dir, (".wav",), skipped):
             match = _RAVDESS_NAME_RE.match(wav.stem)
             if match is None:
                 skipped.append(Skipped(str(wav), "bad name: expected MM-CC-EE-II-SS-RR-AA.wav"))
@@ -289,10 +336,12 @@ def read_emodb(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped]]
     """EmoDB reader (see the module docstring)."""
     root = _require_dir(root, "emodb", _EMODB_EXPECTED)
     wav_dir = root / "wav" if (root / "wav").is_dir() else root
-    wavs = _files(wav_dir)
-    if not wavs:
+    skipped: list[Skipped] = []
+    wavs = _files(wav_dir, (".wav",), skipped)
+    n_special = len(skipped)
+    if not wavs and not skipped:
         raise ReaderError(f"emodb: no .wav files in {wav_dir}; expected {_EMODB_EXPECTED}")
-    utterances, skipped = [], []
+    utterances = []
     for wav in wavs:
         match = _EMODB_NAME_RE.match(wav.stem)
         if match is None:
@@ -305,7 +354,7 @@ def read_emodb(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped]]
             continue
         utterances.append(Utterance(utterance_id=wav.stem, path=str(wav), speaker=match[1], session=None,
                                     label=label))
-    if not utterances and len(skipped) == len(wavs):
+    if not utterances and wavs and len(skipped) - n_special == len(wavs):
         raise ReaderError(f"emodb: none of the {len(wavs)} .wav files in {wav_dir} is named like an EmoDB "
                           f"utterance; expected {_EMODB_EXPECTED}")
     return _finish(utterances, skipped)
@@ -332,7 +381,7 @@ def read_tess(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped]]:
     utterances, skipped = [], []
     for folder in speaker_dirs:
         speaker = folder.name[:3].upper()
-        for wav in _files(folder):
+        for wav in _files(folder, (".wav",), skipped):
             label = _tess_label(wav.stem)
             if label is None:
                 skipped.append(Skipped(str(wav), f"unknown label: last name field of {wav.name!r} is not one "
@@ -359,17 +408,17 @@ def read_folder(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped]
     if path.is_file() and path.suffix.lower() == ".csv":
         return _read_manifest(path)
     root = _require_dir(path, "folder", _FOLDER_EXPECTED)
-    utterances = []
+    utterances, skipped = [], []
     for label_dir in _subdirs(root):
         for folder in _walk_dirs(label_dir):
-            for audio in _files(folder, AUDIO_EXTENSIONS):
+            for audio in _files(folder, AUDIO_EXTENSIONS, skipped):
                 rel = audio.relative_to(root).with_suffix("").as_posix()
                 utterances.append(Utterance(utterance_id=rel, path=str(audio), speaker="", session=None,
                                             label=label_dir.name))
-    if not utterances:
+    if not utterances and not skipped:
         raise ReaderError(f"folder: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in the label folders of "
                           f"{root}; expected {_FOLDER_EXPECTED}")
-    return _finish(utterances, [])
+    return _finish(utterances, skipped)
 
 
 def _read_manifest(manifest: Path) -> tuple[list[Utterance], list[Skipped]]:
@@ -392,8 +441,9 @@ def _read_manifest(manifest: Path) -> tuple[list[Utterance], list[Skipped]]:
         if not label:
             skipped.append(Skipped(str(audio), f"no label: empty label on line {line_no} of {manifest}"))
             continue
-        if not audio.is_file():
-            skipped.append(Skipped(str(audio), f"missing file: line {line_no} of {manifest}"))
+        problem = file_problem(audio)
+        if problem is not None:
+            skipped.append(Skipped(str(audio), f"{problem} (line {line_no} of {manifest})"))
             continue
         utt_id = Path(rel).with_suffix("").as_posix()
         utterances.append(Utterance(utterance_id=utt_id, path=str(audio), speaker=speaker, session=None,

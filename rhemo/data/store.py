@@ -22,6 +22,13 @@ final name never holds a half-written store. This protects against interrupted o
 fsync'ed (the store is a rebuildable cache, and syncing hundreds of MB cost more than the rest of a 1,500-file
 run). Shards grow during a run, so the partial folder may need up to twice the store's size on disk.
 
+Faults. A run holds an exclusive lock (``fcntl.flock``) on ``OUT/<dataset>.lock`` from start to end: a second
+run on the same store is refused at once with a StoreError naming the lock and the holder's pid (refused
+rather than queued, so that nobody waits on a silent terminal; re-running after the first one finishes reuses
+its store). Any failure to write (full disk, read-only or missing folder) is a StoreError naming the path; a
+full disk keeps the partial folder, so the same command resumes once there is space. :class:`SegmentStore`
+refuses a predictors.npy whose size is not exactly header + rows × row bytes.
+
 Example:
     >>> summary = write_store(utterances, 'data/stores/iemocap', FeatureSettings(), workers=2)  # doctest: +SKIP
     >>> store = SegmentStore('data/stores/iemocap')                                            # doctest: +SKIP
@@ -31,7 +38,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import fcntl
 import functools
 import hashlib
 import json
@@ -60,6 +70,7 @@ __all__ = [
     "SegmentStore",
     "write_store",
     "store_fingerprint",
+    "store_path",
 ]
 
 STORE_FORMAT = "rhemo-store/1"
@@ -95,6 +106,17 @@ def _category(reason: str) -> str:
     return reason.split(":", 1)[0].strip()
 
 
+def store_path(output: str | os.PathLike, name: str | None, default: str | None = None) -> Path:
+    """``output/name`` (``name`` None: ``default``); raises StoreError for a name that is not one plain folder
+    name (a path separator, '.', '..' or empty would put the store outside ``output``)."""
+    name = default if name is None else name
+    separators = {os.sep, "/", "\\"} | ({os.altsep} if os.altsep else set())
+    if not name or name in (".", "..") or any(sep in name for sep in separators):
+        raise StoreError(f"store name {name!r} is not a plain folder name: no path separators, '.' or '..' "
+                         f"(the store goes to {Path(output) / '<name>'})")
+    return Path(output) / name
+
+
 # ---------------------------------------------------------------------------------------------------------
 # writer
 # ---------------------------------------------------------------------------------------------------------
@@ -128,8 +150,9 @@ def _shard_task(path: str, settings: FeatureSettings, prefix: str) -> tuple[int,
         _SHARDS[prefix] = (shard_path, open(shard_path, "wb"))
     shard_path, shard = _SHARDS[prefix]
     offset = shard.tell()
-    shard.write(np.ascontiguousarray(segments, dtype=np.float32).data)
-    shard.flush()  # in the OS before the parent copies it, even if this process dies right after
+    with _naming(shard_path):
+        shard.write(np.ascontiguousarray(segments, dtype=np.float32).data)
+        shard.flush()  # in the OS before the parent copies it, even if this process dies right after
     return int(segments.shape[0]), None, shard_path, offset
 
 
@@ -265,6 +288,64 @@ def _open_work(work: Path, fingerprint: str) -> None:
         stale.unlink()
 
 
+@contextlib.contextmanager
+def _naming(path: str | os.PathLike):
+    """Let an OSError raised without a file name (os.write, file.write) name ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
+@contextlib.contextmanager
+def _exclusive_lock(out: Path):
+    """Hold ``OUT/<name>.lock`` (flock) for the whole write; a second writer is refused, it never waits.
+
+    The lock file is removed at the end while still locked; a run that locked a file removed meanwhile (its
+    inode is no longer the path's) tries again, so two runs never hold locks on different files.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.with_name(out.name + ".lock")
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise StoreError(f"another preprocessing run (pid {holder}) is writing {out}: {lock_path} is locked; "
+                             f"wait for it to finish (the same command then reuses its store) or stop it") from None
+        if _same_file(fd, lock_path):
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _write_failure(exc: OSError, out: Path) -> str:
+    """One line for a failed write: the path, and for a full disk how to resume."""
+    where = exc.filename or out
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"{where}: no space left on device; the finished files are kept in "
+                f"{out.with_name(out.name + '.partial')}: free some space and run the same command again to resume")
+    return f"cannot write {where}: {exc.strerror or exc}"
+
+
 def write_store(utterances: Sequence[Utterance], out_dir: str | os.PathLike, settings: FeatureSettings,
                 workers: int | None = None, skipped: Iterable[Skipped] = (), *, dataset: str | None = None,
                 overwrite: bool = False, progress: bool = True) -> StoreSummary:
@@ -274,13 +355,26 @@ def write_store(utterances: Sequence[Utterance], out_dir: str | os.PathLike, set
     skip records, copied into skipped.csv. ``dataset`` goes into info.json (default: the folder name).
     An existing store built from the same inputs and settings is kept as it is (``reused=True``); a different
     one raises StoreError unless ``overwrite``. Unusable audio never stops the run: it is listed in
-    skipped.csv. Returns a :class:`StoreSummary`.
+    skipped.csv. Another run writing the same store, or a failed write (full disk, read-only folder), raises
+    StoreError naming the path. Returns a :class:`StoreSummary`.
     """
+    out = Path(os.path.abspath(out_dir))
+    if out.parent.exists() and not out.parent.is_dir():
+        raise StoreError(f"output {out.parent} is not a folder (it is a file); expected the folder that receives "
+                         f"the store {out.name}/")
+    try:
+        with _exclusive_lock(out):
+            return _write_store_locked(list(utterances), out, settings, workers, list(skipped), dataset,
+                                       overwrite, progress)
+    except OSError as exc:
+        raise StoreError(_write_failure(exc, out)) from None
+
+
+def _write_store_locked(utterances: list[Utterance], out: Path, settings: FeatureSettings, workers: int | None,
+                        skipped: list[Skipped], dataset: str | None, overwrite: bool,
+                        progress: bool) -> StoreSummary:
     from rhemo import __version__
 
-    utterances = list(utterances)
-    skipped = list(skipped)
-    out = Path(os.path.abspath(out_dir))
     dataset = dataset or out.name
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
@@ -318,13 +412,14 @@ def write_store(utterances: Sequence[Utterance], out_dir: str | os.PathLike, set
                 tqdm(total=len(utterances), initial=resumed, unit="file", desc=f"preprocessing {dataset}",
                      disable=not progress, dynamic_ncols=True) as bar:
             for n_seg, reason, source in _results(todo, settings, workers, prefix):
-                if isinstance(source, np.ndarray):
-                    _write_all(data, np.ascontiguousarray(source, dtype=np.float32))
-                elif n_seg:
-                    shard_path, offset = source
-                    if shard_path not in shards:
-                        shards[shard_path] = os.open(shard_path, os.O_RDONLY)
-                    _copy_range(shards[shard_path], data, offset, n_seg * journal.segment_bytes)
+                with _naming(journal.data_path):
+                    if isinstance(source, np.ndarray):
+                        _write_all(data, np.ascontiguousarray(source, dtype=np.float32))
+                    elif n_seg:
+                        shard_path, offset = source
+                        if shard_path not in shards:
+                            shards[shard_path] = os.open(shard_path, os.O_RDONLY)
+                        _copy_range(shards[shard_path], data, offset, n_seg * journal.segment_bytes)
                 # the journal line is written only once the file's data is in predictors.npy.part
                 log.write(json.dumps([len(journal.entries), n_seg, reason]) + "\n")
                 log.flush()
@@ -446,6 +541,24 @@ class SegmentTable:
         return cls(**strs, **ints, **floats)
 
 
+def _check_data_size(path: Path) -> None:
+    """Raise StoreError unless the .npy at ``path`` is exactly its header plus its array's bytes (a short file
+    cannot be mapped, and a long one means rows of another run were appended)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        header = f.tell()
+        size = os.fstat(f.fileno()).st_size
+    expected = header + math.prod(shape) * dtype.itemsize
+    if size != expected:
+        dims = " × ".join(str(n) for n in shape)
+        raise StoreError(f"{path} has {size} bytes, expected {expected} ({header}-byte header + {dims} × "
+                         f"{dtype.itemsize} bytes): it is truncated or was written by two runs at once; rebuild "
+                         f"the store with preprocessing.py --overwrite")
+
+
 class SegmentStore:
     """Read-only view of a store folder written by :func:`write_store`.
 
@@ -474,7 +587,10 @@ class SegmentStore:
             raise StoreError(str(exc)) from None
         pred_path = self.path / "predictors.npy"
         try:
+            _check_data_size(pred_path)
             self.predictors = np.load(pred_path, mmap_mode="r", allow_pickle=False)
+        except StoreError:
+            raise
         except (OSError, ValueError) as exc:
             raise StoreError(f"{pred_path}: not a readable .npy array ({exc})") from None
         expected_tail = (self.feature_settings.time_frames, self.feature_settings.freq_bins)

@@ -148,6 +148,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
          "(ablation).", scripts=_S, nullable=True),
     _opt("finetune_r2he", "bool", False, "Train RH-emo's encoder end to end with the SER network instead "
          "of keeping it frozen.", scripts=_S),
+    # embedding cache location (issue 11: read-only stores)
+    _opt("embeddings_cache", "path", None, "Folder for the frozen RH-emo embedding cache instead of "
+         "<store>/embeddings, e.g. when the store is read-only. null: next to the store; when no cache can be "
+         "written the embeddings are computed in memory.", scripts=_S, nullable=True),
     _opt("cache_embeddings", "bool", True, "Compute the frozen RH-emo embeddings once per store and "
          "checkpoint and reuse them (ignored when finetune_r2he is true).", scripts=_S),
 ]}

@@ -19,12 +19,15 @@ every store row are computed once and kept as a float32 ``.npy`` next to the sto
 
 ``key`` is a SHA-256 over the encoder's state (names, dtypes, shapes, bytes), the normalisation constants and
 the store's identity (its info.json bytes and row count): new weights, another training split's maximum or a
-rebuilt store all get a new file, and an identical setting reuses the old one.
+rebuilt store all get a new file, and an identical setting reuses the old one. A read-only store can
+keep its cache elsewhere (``embeddings_cache``); when no cache can be written, the embeddings are computed in
+memory, with one line saying so.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -196,33 +199,48 @@ def compute_embeddings(predictors: np.ndarray, rhemo: nn.Module, normalisation: 
 
 
 def cached_embeddings(store: Any, rhemo: nn.Module, normalisation: Normalisation, device: torch.device,
-                      batch_size: int = 64, progress: bool = True) -> np.memmap:
+                      batch_size: int = 64, progress: bool = True,
+                      cache_dir: str | os.PathLike | None = None) -> np.ndarray:
     """The (N, 4, 64, 64) embeddings of every row of ``store``: read from the cache, or computed and cached.
 
-    Under torchrun only rank 0 computes; the others wait at a barrier and then open the same file (the run
-    folder and the store must be on a filesystem all processes see). The file is written as
+    ``cache_dir`` (config ``embeddings_cache``), when given, holds the cache files instead of
+    ``<store>/embeddings`` (for read-only stores; keys name the store, so one folder serves many). When the
+    cache cannot be written (read-only folder, full disk) one line says so and the embeddings are computed in
+    memory instead (an array, not a memmap). Under torchrun only rank 0 computes; the others wait at a
+    barrier and then open the same file (the run folder and the store must be on a filesystem all processes
+    see), or compute in memory too when rank 0 could not write it. The file is written as
     ``<key>.npy.<pid>.tmp`` and renamed, so readers never see a partial cache.
     """
-    folder = Path(store.path) / "embeddings"
+    folder = Path(cache_dir) if cache_dir is not None else Path(store.path) / "embeddings"
     path = folder / f"{encoder_key(rhemo, normalisation, store)}.npy"
     expected = (len(store.predictors),) + EMBEDDING_SHAPE
     if device_module.is_main_process():
-        if path.exists() and not _valid_cache(path, expected):
-            print(f"embedding cache {path} is unreadable or has the wrong shape; recomputing it", flush=True)
-            path.unlink()
-        if not path.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f"{path.name}.{os.getpid()}.tmp"
-            try:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=expected)
-                compute_embeddings(store.predictors, rhemo, normalisation, device, out, batch_size, progress)
-                out.flush()
-                del out
-                os.replace(tmp, path)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
+        try:
+            if path.exists() and not _valid_cache(path, expected):
+                print(f"embedding cache {path} is unreadable or has the wrong shape; recomputing it", flush=True)
+                path.unlink()
+            if not path.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = folder / f"{path.name}.{os.getpid()}.tmp"
+                try:
+                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=expected)
+                    compute_embeddings(store.predictors, rhemo, normalisation, device, out, batch_size, progress)
+                    out.flush()
+                    del out
+                    os.replace(tmp, path)
+                finally:
+                    if tmp.exists():
+                        tmp.unlink()
+        except OSError as exc:
+            size_mb = math.prod(expected) * 4 / 2**20
+            print(f"embedding cache: cannot write {exc.filename or folder} ({exc.strerror or exc}); computing the "
+                  f"RH-emo embeddings in memory instead ({size_mb:.0f} MB; set embeddings_cache to a writable "
+                  f"folder to keep them)", flush=True)
     device_module.barrier()
+    if not _valid_cache(path, expected):
+        out = np.empty(expected, dtype=np.float32)
+        compute_embeddings(store.predictors, rhemo, normalisation, device, out, batch_size, progress)
+        return out
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 

@@ -8,8 +8,10 @@ and, for quaternion networks, the RH-emo encoder weights. File names are never p
 How a file is predicted:
 
 1. ``load_audio`` reads it (wav, flac, ogg, mp3, ...; any rate, any channel count) as mono at the stored
-   sample rate. Files shorter than :data:`MIN_SECONDS`, silent files and files with NaN/inf samples are
-   reported as errors (a :class:`FilePrediction` with ``status='error'``), never raised.
+   sample rate; only regular files are opened (an open FIFO would block forever). Files that are not
+   regular (FIFO, directory, broken symlink), empty files, files shorter than :data:`MIN_SECONDS`, silent
+   files and files with NaN/inf samples are reported as errors (a :class:`FilePrediction` with
+   ``status='error'``), never raised.
 2. The signal is cut into windows of ``segment_seconds`` (4 s) every ``hop_seconds`` (default: the stored
    ``segment_hop_seconds``), starting at 0 s. When the hops do not land exactly on the end of the file, one
    more window aligned to the end is added, so every sample is seen. A file shorter than one window gives a
@@ -26,6 +28,8 @@ How a file is predicted:
    arousal and dominance: their sigmoid outputs, i.e. the probability that the dimension is *high* (the
    training targets were the 1-5 ratings binarised at > 2.5), averaged the same way. RH-emo's discrete head
    keeps the authors' 5 outputs even with fewer label names; the unnamed outputs are left out of the softmax.
+   Steps 3-5 run ``batch_size`` windows at a time and keep only running sums (and the timeline when it is
+   asked for), so memory beyond the decoded signal does not grow with the file's length.
 
 A run folder with several folds is an ensemble: every fold's model (each with its own normalisation and
 RH-emo encoder) predicts every window, and the window probabilities are averaged over folds before the
@@ -100,7 +104,8 @@ class FilePrediction:
     ``status`` is 'ok' or 'error'. On 'ok': ``label`` (argmax of ``probabilities``), ``probabilities`` (class
     name → mean window probability, summing to 1, in checkpoint order), ``vad`` (valence/arousal/dominance →
     probability of 'high', or None when the model has no V/A/D heads), ``duration`` in seconds and the
-    per-window ``windows``. On 'error': ``reason`` says what is wrong with the file.
+    per-window ``windows`` (empty when the timeline was not asked for) out of ``num_windows``. On 'error':
+    ``reason`` says what is wrong with the file.
     """
 
     path: str
@@ -111,6 +116,7 @@ class FilePrediction:
     vad: dict[str, float] | None = None
     duration: float | None = None
     windows: list[WindowPrediction] = field(default_factory=list)
+    num_windows: int = 0
 
     @property
     def ok(self) -> bool:
@@ -123,7 +129,7 @@ class FilePrediction:
             out["reason"] = self.reason
             return out
         out.update(label=self.label, probabilities=dict(self.probabilities), duration=self.duration,
-                   num_windows=len(self.windows))
+                   num_windows=self.num_windows)
         if self.vad is not None:
             out["vad"] = dict(self.vad)
         if per_window:
@@ -463,9 +469,13 @@ class Predictor:
         return probs, vad
 
     # -- files
-    def predict_signal(self, signal: np.ndarray, path: str = "<signal>",
-                       hop_seconds: float | None = None) -> FilePrediction:
-        """Predict a mono float signal already at ``feature_settings.sample_rate``; see :meth:`predict_file`."""
+    def predict_signal(self, signal: np.ndarray, path: str = "<signal>", hop_seconds: float | None = None,
+                       per_window: bool = True) -> FilePrediction:
+        """Predict a mono float signal already at ``feature_settings.sample_rate``; see :meth:`predict_file`.
+
+        Windows are cut, featurised and classified ``batch_size`` at a time and only running sums are kept
+        (plus the timeline when ``per_window``), so memory beyond the signal does not grow with its length.
+        """
         settings = self.feature_settings
         duration = len(signal) / settings.sample_rate
         if duration < MIN_SECONDS:
@@ -476,29 +486,47 @@ class Predictor:
         except AudioError as exc:
             return FilePrediction(str(path), "error", _audio_reason(exc), duration=duration)
         bounds = self.windows(len(signal), hop_seconds)
-        probs, vad = self.predict_segments(self.segments(signal, bounds))
-        if not np.all(np.isfinite(probs)) or (vad is not None and not np.all(np.isfinite(vad))):
-            return FilePrediction(str(path), "error", "the model produced non-finite outputs", duration=duration)
-        windows = [WindowPrediction(start=s / settings.sample_rate, end=e / settings.sample_rate,
-                                    label=self.label_names[int(np.argmax(p))], probabilities=self._named(p),
-                                    vad=None if vad is None else self._named_vad(vad[i]))
-                   for i, ((s, e), p) in enumerate(zip(bounds, probs))]
-        mean = probs.mean(axis=0)
+        prob_sum = np.zeros(len(self.label_names))
+        vad_sum = np.zeros(len(VAD_NAMES)) if self.has_vad else None
+        windows: list[WindowPrediction] = []
+        for lo in range(0, len(bounds), self.batch_size):
+            batch = bounds[lo:lo + self.batch_size]
+            probs, vad = self.predict_segments(self.segments(signal, batch))
+            if not np.all(np.isfinite(probs)) or (vad is not None and not np.all(np.isfinite(vad))):
+                return FilePrediction(str(path), "error", "the model produced non-finite outputs",
+                                      duration=duration)
+            prob_sum += probs.sum(axis=0)
+            if vad is not None:
+                vad_sum += vad.sum(axis=0)
+            if per_window:
+                windows += self._window_predictions(batch, probs, vad)
+        mean = prob_sum / len(bounds)
         return FilePrediction(str(path), "ok", label=self.label_names[int(np.argmax(mean))],
                               probabilities=self._named(mean),
-                              vad=None if vad is None else self._named_vad(vad.mean(axis=0)),
-                              duration=duration, windows=windows)
+                              vad=None if vad_sum is None else self._named_vad(vad_sum / len(bounds)),
+                              duration=duration, windows=windows, num_windows=len(bounds))
 
-    def predict_file(self, path: str | os.PathLike, hop_seconds: float | None = None) -> FilePrediction:
+    def _window_predictions(self, bounds: Sequence[tuple[int, int]], probs: np.ndarray,
+                            vad: np.ndarray | None) -> list[WindowPrediction]:
+        """Timeline entries of windows ``bounds`` (samples) from their probabilities (W, C) and V/A/D (W, 3)."""
+        rate = self.feature_settings.sample_rate
+        return [WindowPrediction(start=s / rate, end=e / rate, label=self.label_names[int(np.argmax(p))],
+                                 probabilities=self._named(p), vad=None if vad is None else self._named_vad(vad[i]))
+                for i, ((s, e), p) in enumerate(zip(bounds, probs))]
+
+    def predict_file(self, path: str | os.PathLike, hop_seconds: float | None = None,
+                     per_window: bool = True) -> FilePrediction:
         """Predict the emotion of one audio file.
 
         Args:
             path: any file soundfile or librosa can read (wav, flac, ogg, mp3, ...), any rate and channels.
             hop_seconds: distance between window starts; None uses the checkpoint's ``segment_hop_seconds``.
+            per_window: keep the window timeline (``windows``); False keeps only the utterance result.
 
         Returns:
-            A :class:`FilePrediction`. Problems with the file (unreadable, shorter than 0.1 s, silent,
-            NaN/inf samples) give ``status='error'`` and a ``reason``; they are never raised.
+            A :class:`FilePrediction`. Problems with the file (not a regular file, empty, unreadable, shorter
+            than 0.1 s, silent, NaN/inf samples) give ``status='error'`` and a ``reason``; they are never
+            raised. Only regular files are opened (a FIFO would block forever).
 
         Raises:
             ValueError: only for a bad ``hop_seconds`` (a caller error, not a file problem).
@@ -508,7 +536,7 @@ class Predictor:
             signal = load_audio(path, self.feature_settings.sample_rate)
         except AudioError as exc:
             return FilePrediction(str(path), "error", _audio_reason(exc))
-        return self.predict_signal(signal, str(path), hop_seconds)
+        return self.predict_signal(signal, str(path), hop_seconds, per_window)
 
     def _named(self, probabilities: np.ndarray) -> dict[str, float]:
         return {name: float(p) for name, p in zip(self.label_names, probabilities)}
@@ -562,22 +590,35 @@ def csv_columns(label_names: Sequence[str], has_vad: bool) -> list[str]:
 
 def write_predictions_csv(path: str | os.PathLike, predictions: Sequence[FilePrediction],
                           label_names: Sequence[str], has_vad: bool) -> Path:
-    """Write one row per file to ``path`` atomically (``path.tmp`` then rename); returns the path."""
+    """Write one row per file to ``path`` atomically (``path.tmp`` then rename); returns the path.
+
+    Raises OSError (with the file name) when the folder cannot be written; no temp file is left behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=csv_columns(label_names, has_vad))
-        writer.writeheader()
-        for p in predictions:
-            row: dict[str, Any] = {"path": p.path, "status": p.status, "label": p.label or "",
-                                   "duration": "" if p.duration is None else f"{p.duration:.3f}",
-                                   "num_windows": len(p.windows) if p.ok else "", "reason": p.reason}
-            for name in label_names:
-                row[f"p_{name}"] = f"{p.probabilities[name]:.6f}" if p.ok else ""
-            if has_vad:
-                for name in VAD_NAMES:
-                    row[f"p_high_{name}"] = f"{p.vad[name]:.6f}" if p.ok and p.vad else ""
-            writer.writerow(row)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            _write_rows(handle, predictions, label_names, has_vad)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp.exists():
+            tmp.unlink()  # a full disk leaves no half-written temp file behind
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
     return path
+
+
+def _write_rows(handle, predictions: Sequence[FilePrediction], label_names: Sequence[str], has_vad: bool) -> None:
+    writer = csv.DictWriter(handle, fieldnames=csv_columns(label_names, has_vad))
+    writer.writeheader()
+    for p in predictions:
+        row: dict[str, Any] = {"path": p.path, "status": p.status, "label": p.label or "",
+                               "duration": "" if p.duration is None else f"{p.duration:.3f}",
+                               "num_windows": p.num_windows if p.ok else "", "reason": p.reason}
+        for name in label_names:
+            row[f"p_{name}"] = f"{p.probabilities[name]:.6f}" if p.ok else ""
+        if has_vad:
+            for name in VAD_NAMES:
+                row[f"p_high_{name}"] = f"{p.vad[name]:.6f}" if p.ok and p.vad else ""
+        writer.writerow(row)
