@@ -91,11 +91,13 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:  # name the file (e.g. "no space left on device")
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
 

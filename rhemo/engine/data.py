@@ -147,15 +147,23 @@ def select_rows(store: Any, cfg: dict) -> Selection:
     DataError when the view keeps no segment or the training/validation split is empty.
     """
     table = store.table
-    view = label_view(table, cfg["label_view"], store.info["dataset"])
+    try:
+        view = label_view(table, cfg["label_view"], store.info["dataset"])
+    except ValueError as exc:
+        raise DataError(f"store {store.path}: key 'label_view' {cfg['label_view']!r} does not fit this corpus: "
+                        f"{exc}") from None
     kept = np.asarray(view.indices, dtype=np.int64)
     if kept.size == 0:
         raise DataError(f"label view {cfg['label_view']!r} keeps no segment of the store at {store.path}")
     utterances = np.asarray(table.utterance_id)[kept]
-    split = splits_module.make_split(
-        cfg["protocol"], utterances, np.asarray(table.speaker)[kept], np.asarray(table.session)[kept],
-        fractions=cfg["split_fractions"], fold=cfg["fold"], num_folds=cfg["num_folds"], seed=cfg["seed"],
-        train_fraction=cfg["train_fraction"])
+    try:
+        split = splits_module.make_split(
+            cfg["protocol"], utterances, np.asarray(table.speaker)[kept], np.asarray(table.session)[kept],
+            fractions=cfg["split_fractions"], fold=cfg["fold"], num_folds=cfg["num_folds"], seed=cfg["seed"],
+            train_fraction=cfg["train_fraction"])
+    except ValueError as exc:
+        raise DataError(f"store {store.path}: protocol {cfg['protocol']!r} with num_folds {cfg['num_folds']} "
+                        f"(fold {cfg['fold']}) cannot split this store: {exc}") from None
     _, codes = splits_module.group_codes(utterances)
     selection = Selection(label_names=list(view.label_names))
     targets = np.asarray(view.targets, dtype=np.int64)
