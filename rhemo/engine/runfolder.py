@@ -1,9 +1,9 @@
 """What a run folder may be used for: finished-run and config protection, stale temporary files, fold locks.
 
 A run folder belongs to one configuration. A training command refuses a folder that holds a finished run
-(``metrics.json`` with status ``done``) or a run of another configuration (``config.json`` or ``last.pt``
-written with different values outside the resume-free keys); ``--force`` retrains it, keeping the old record
-as ``metrics.previous.json``. A fold folder is trained by one launcher at a time: :class:`FoldLock` holds an
+(``metrics.json`` with status ``done``) or the results (checkpoint.pt, last.pt) of another configuration
+(``config.json`` or ``last.pt`` written with different values outside the resume-free keys); ``--force``
+retrains it, keeping the old record as ``metrics.previous.json``. A fold folder is trained by one launcher at a time: :class:`FoldLock` holds an
 exclusive ``fcntl.flock`` on ``fold.lock`` for the fold's lifetime, and the kernel releases it when the holder
 dies, even by kill -9.
 
@@ -22,7 +22,7 @@ from typing import Any, Callable, Collection
 from rhemo.engine.config import ConfigError, options_for
 
 __all__ = ["RunFolderError", "DISK_FULL_ERRNOS", "METRICS_FILE", "PREVIOUS_METRICS_FILE", "LOCK_FILE",
-           "config_differences", "run_finished", "check_run_folder", "stale_temp_files", "remove_stale_temps",
+           "config_differences", "run_finished", "holds_results", "check_run_folder", "stale_temp_files", "remove_stale_temps",
            "FoldLock"]
 
 METRICS_FILE = "metrics.json"
@@ -56,6 +56,12 @@ def run_finished(folder: Path) -> bool:
     return isinstance(record, dict) and record.get("status") == "done"
 
 
+def holds_results(folder: Path) -> bool:
+    """True when ``folder`` holds something a training computed (checkpoint.pt, last.pt or metrics.json); a
+    folder with only a config.json (a run that failed before its first epoch) has nothing to lose."""
+    return any((Path(folder) / name).exists() for name in ("checkpoint.pt", "last.pt", METRICS_FILE))
+
+
 def _read_config(path: Path) -> dict | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -85,6 +91,8 @@ def check_run_folder(folder: Path, cfg: dict, free_keys: Collection[str], force:
         raise RunFolderError(f"{folder}: the run is already finished; --force to retrain (it is recorded in "
                              f"{METRICS_FILE}, which would then be kept as {PREVIOUS_METRICS_FILE}), or choose "
                              f"another output_dir")
+    if not holds_results(folder):
+        return []
     for source, read in ((folder / CONFIG_FILE, lambda: _read_config(folder / CONFIG_FILE)),
                          (folder / "last.pt", last_config)):
         saved = read()
