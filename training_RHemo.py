@@ -66,7 +66,7 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     net = create_model(MODEL_NAME, **model_kwargs)
     if cfg["load_pretrained"]:
         load_stage1(net, cfg["load_pretrained"])
-    model = loop.place_model(net, runtime, cfg["channels_last"])
+    model = loop.place_model(net, runtime, cfg["channels_last"], cfg["sync_batchnorm"])
     if runtime.is_main:
         print(f"RH-emo {model_kwargs}: {count_parameters(net):,} trainable parameters; splits "
               f"{selection.sizes()} segments; {runtime.world_size} process(es) on {runtime.device}", flush=True)

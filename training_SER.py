@@ -96,7 +96,7 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     if cfg["load_pretrained"]:
         load_backbone(net, model_name, cfg["load_pretrained"])
     ser = embeddings.SERModel(net, frontend)
-    model = loop.place_model(ser, runtime, cfg["channels_last"])
+    model = loop.place_model(ser, runtime, cfg["channels_last"], cfg["sync_batchnorm"])
     if runtime.is_main:
         print(f"{model_name} {model_kwargs}: {count_parameters(net):,} trainable parameters; input: "
               f"{input_desc}; splits {selection.sizes()} segments; {runtime.world_size} process(es) on "

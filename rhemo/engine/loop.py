@@ -127,9 +127,19 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def place_model(net: nn.Module, runtime: dev.Runtime, channels_last: bool = False) -> nn.Module:
+def place_model(net: nn.Module, runtime: dev.Runtime, channels_last: bool = False,
+                sync_batchnorm: bool = False) -> nn.Module:
     """Move ``net`` to the run's device (channels_last memory format if asked) and, under torchrun, wrap it in
-    DistributedDataParallel (gradients averaged over processes at each step). Returns the model to train."""
+    DistributedDataParallel (gradients averaged over processes at each step). Returns the model to train.
+
+    ``sync_batchnorm`` (torchrun on GPUs only; torch's SyncBatchNorm has no CPU kernel): every torch BatchNorm
+    computes its training-mode statistics over the global batch. QuaternionBatchNorm2d is not a torch
+    BatchNorm and keeps per-process statistics. A no-op in a single process."""
+    if sync_batchnorm and runtime.distributed:
+        if runtime.device.type == "cpu":
+            raise dev.DeviceError("sync_batchnorm true needs CUDA devices (torch's SyncBatchNorm runs on GPUs "
+                                  "only); on CPU set it to false: BatchNorm statistics are then per process")
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     net.to(runtime.device)
     if channels_last:
         net.to(memory_format=torch.channels_last)
@@ -271,17 +281,20 @@ def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, opti
             with _autocast(device, amp):
                 outputs = task.forward(model, batch)
             loss, batch_sums, batch_kept = task.loss(outputs, batch, epoch, training)
+            rows = int(batch["weight"].sum()) if "weight" in batch else int(batch["x"].shape[0])
             if training:
                 if not torch.isfinite(loss.detach()):
                     raise NonFiniteLoss(float(loss.detach()))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * _share_of_global_batch(rows)).backward()
                 optimizer.step()
+            if rows == 0:  # a padding row (see rhemo.engine.data.GlobalBatchSampler): no sample to count
+                continue
             for name, value in batch_sums.items():
                 sums[name] = sums[name] + value if name in sums else value
             for name, value in batch_kept.items():
                 kept.setdefault(name, []).append(value)
-            count += int(batch["x"].shape[0])
+            count += rows
     # one collective for all sums: [count, sum_1, ..., sum_k] in float64
     names = sorted(sums)
     local = torch.tensor([float(count)] + [float(sums[n]) for n in names], dtype=torch.float64)
@@ -292,6 +305,19 @@ def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, opti
     reduced = {n: float(total[i + 1]) for i, n in enumerate(names)}
     gathered = {n: dev.all_gather_rows(torch.cat(v)) for n, v in kept.items()}
     return task.summarise(reduced, count_all, gathered)
+
+
+def _share_of_global_batch(rows: int) -> float:
+    """Loss factor ``rows · W / global rows`` of this rank's part of a global batch (1 in a single process).
+
+    DistributedDataParallel averages the W ranks' gradients; with each rank's mean loss scaled by this factor,
+    the average is the gradient of the mean loss over the global batch, even when the ranks' parts differ (the
+    last, partial batch). Full batches split evenly give exactly 1.
+    """
+    if not dev.is_distributed():
+        return 1.0
+    total = float(dev.all_reduce_sum(torch.tensor([float(rows)], dtype=torch.float64))[0])
+    return rows * dev.get_world_size() / total
 
 
 def evaluate_splits(net: nn.Module, task: Task, loaders: dict, runtime: dev.Runtime, cfg: dict) -> dict:
