@@ -365,6 +365,7 @@ def prepare_output_dir(output_dir: str | os.PathLike, cfg: dict, script_file: st
 
     out = Path(output_dir)
     stale = runfolder.check_run_folder(out, cfg, RESUME_FREE_KEYS, force, lambda: _resume_config(out / LAST_FILE))
+    dev.barrier()  # every rank has read the folder before rank 0 changes it
     if dev.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         for path in runfolder.remove_stale_temps(out):
