@@ -224,3 +224,7 @@ def test_a_speaker_protocol_the_store_cannot_fill_is_one_line(tmp_path, capsys, 
     assert run("training_SER.py", cfg, tmp_path) == 2
     line = one_error_line(capsys)
     assert "protocol 'speaker'" in line and f"num_folds {folds}" in line and expected in line
+
+
+def test_the_schema_monitors_are_the_ones_the_engine_computes():
+    assert {s: set(m) for s, m in config.SCRIPT_MONITORS.items()} == {s: set(m) for s, m in loop.MONITORS.items()}
