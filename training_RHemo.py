@@ -13,10 +13,12 @@ Examples:
         --loss_beta 0
     python training_RHemo.py --config stage2.json --load_pretrained results/manual/rhemo_stage1/checkpoint.pt
     torchrun --nproc_per_node=2 training_RHemo.py --config stage1.json      # DDP, global batch split in 2
-Re-running the same command after a crash or Ctrl-C resumes from the last finished epoch.
+Re-running the same command after a crash or Ctrl-C resumes from the last finished epoch. A folder that holds a
+finished run, or a run of another config, is refused; --force retrains it.
 """
 from __future__ import annotations
 
+import functools
 import sys
 
 from models.registry import count_parameters, create_model
@@ -39,10 +41,11 @@ def load_stage1(model, path: str) -> None:
     model.load_state_dict(source.state_dict(), strict=True)
 
 
-def train(cfg: dict, runtime: device.Runtime) -> None:
-    """One run from the validated config: data, model, fit, final evaluation, run folder."""
+def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
+    """One run from the validated config: data, model, fit, final evaluation, run folder. ``force`` retrains
+    in a folder holding a finished run or a run of another config (see loop.prepare_output_dir)."""
     device.seed_everything(cfg["seed"])
-    out = loop.prepare_output_dir(cfg["output_dir"], cfg, "training_RHemo.py")
+    out = loop.prepare_output_dir(cfg["output_dir"], cfg, "training_RHemo.py", force=force)
     task = loop.RHemoTask(alpha=cfg["loss_alpha"], beta=cfg["loss_beta"], beta_class=cfg["loss_beta_class"],
                           beta_vad=cfg["loss_beta_vad"], warmup_epochs=cfg["emo_loss_warmup_epochs"],
                           holes=cfg["emo_loss_holes"], monitor=cfg["save_model_metric"])
@@ -63,7 +66,7 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
     net = create_model(MODEL_NAME, **model_kwargs)
     if cfg["load_pretrained"]:
         load_stage1(net, cfg["load_pretrained"])
-    model = loop.place_model(net, runtime, cfg["channels_last"])
+    model = loop.place_model(net, runtime, cfg["channels_last"], cfg["sync_batchnorm"])
     if runtime.is_main:
         print(f"RH-emo {model_kwargs}: {count_parameters(net):,} trainable parameters; splits "
               f"{selection.sizes()} segments; {runtime.world_size} process(es) on {runtime.device}", flush=True)
@@ -96,9 +99,9 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = config.parse_args("rhemo", __doc__, argv)
+    cfg, force = config.parse_command("rhemo", __doc__, argv)
     runtime = device.setup(cfg["use_cuda"], cfg["gpu_id"])
-    return loop.run_guarded(train, cfg, runtime)
+    return loop.run_guarded(functools.partial(train, force=force), cfg, runtime)
 
 
 if __name__ == "__main__":

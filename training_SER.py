@@ -18,10 +18,12 @@ Examples:
         --model_name AlexNet --model_quat true --r2he_model_path models/pretrained_RHemo
     python training_SER.py --config cfg.json --model_quat false --use_r2he false      # real baseline
     torchrun --nproc_per_node=2 training_SER.py --config cfg.json                     # DDP, global batch split in 2
-Re-running the same command after a crash or Ctrl-C resumes from the last finished epoch.
+Re-running the same command after a crash or Ctrl-C resumes from the last finished epoch. A folder that holds a
+finished run, or a run of another config, is refused; --force retrains it.
 """
 from __future__ import annotations
 
+import functools
 import sys
 
 from models.registry import count_parameters, create_model, final_layer_prefix
@@ -57,10 +59,11 @@ def load_backbone(net, model_name: str, path: str) -> None:
     net.load_state_dict(kept, strict=False)
 
 
-def train(cfg: dict, runtime: device.Runtime) -> None:
-    """One run from the validated config: data, model, fit, final evaluation, run folder."""
+def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
+    """One run from the validated config: data, model, fit, final evaluation, run folder. ``force`` retrains
+    in a folder holding a finished run or a run of another config (see loop.prepare_output_dir)."""
     device.seed_everything(cfg["seed"])
-    out = loop.prepare_output_dir(cfg["output_dir"], cfg, "training_SER.py")
+    out = loop.prepare_output_dir(cfg["output_dir"], cfg, "training_SER.py", force=force)
 
     # data: label view + split of the store, normalisation from the training split
     store = SegmentStore(cfg["store_path"])
@@ -94,7 +97,7 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
     if cfg["load_pretrained"]:
         load_backbone(net, model_name, cfg["load_pretrained"])
     ser = embeddings.SERModel(net, frontend)
-    model = loop.place_model(ser, runtime, cfg["channels_last"])
+    model = loop.place_model(ser, runtime, cfg["channels_last"], cfg["sync_batchnorm"])
     if runtime.is_main:
         print(f"{model_name} {model_kwargs}: {count_parameters(net):,} trainable parameters; input: "
               f"{input_desc}; splits {selection.sizes()} segments; {runtime.world_size} process(es) on "
@@ -137,9 +140,9 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = config.parse_args("ser", __doc__, argv)
+    cfg, force = config.parse_command("ser", __doc__, argv)
     runtime = device.setup(cfg["use_cuda"], cfg["gpu_id"])
-    return loop.run_guarded(train, cfg, runtime)
+    return loop.run_guarded(functools.partial(train, force=force), cfg, runtime)
 
 
 if __name__ == "__main__":

@@ -142,8 +142,25 @@ def test_missing_corrupt_and_truncated_files(tmp_path):
 def test_pickled_objects_are_refused(tmp_path):
     path = tmp_path / "pickled.pt"
     torch.save({"ratio": fractions.Fraction(1, 3)}, path)  # plain torch.save, bypassing our check
-    with pytest.raises(CheckpointError, match=r"refuses to unpickle \(fractions.Fraction\)"):
+    with pytest.raises(CheckpointError, match=r"is not a weights file: .*\(fractions.Fraction\)") as caught:
         load_checkpoint(path)
+    assert "weights_only" not in str(caught.value)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_pickle_exploit_refusal_gives_no_unsafe_advice(tmp_path):
+    # torch's own message for a blocked global advises re-running with weights_only=False: never pass it on
+    path = tmp_path / "exploit.pt"
+    torch.save({"x": _RunsCode()}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "is not a weights file" in message and "system" in message
+    assert "weights_only" not in message and "\n" not in message
 
 
 def test_map_location(tmp_path):

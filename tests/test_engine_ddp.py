@@ -1,10 +1,11 @@
 """Multi-process training for real: ``torchrun --nproc_per_node=2`` with the gloo backend on CPU.
 
-Equivalence (see rhemo/engine/data.py): with W processes and global batch B, rank r trains on P[r::W] of the
-epoch's permutation P in batches of B/W, so the k-th batches of all ranks form exactly the single process's
-k-th batch P[kB:(k+1)B]; DistributedDataParallel averages the ranks' mean-loss gradients, which is the
-gradient of the mean loss over the global batch. With no dropout and no batch norm (AlexNet), the two runs
-follow the same trajectory up to float rounding.
+Equivalence (see rhemo/engine/data.py): with W processes and global batch B, the ranks' k-th batches are the W
+parts of the single process's k-th batch P[kB:(k+1)B], the last partial batch included (no row repeated; a
+rank with no row in it steps on a weight-0 padding row), and each rank's mean loss is scaled by its share of
+the global batch, so DistributedDataParallel's average is the gradient of the mean loss over the global
+batch. With no dropout and BatchNorm only in eval mode (the frozen RH-emo encoder run in every step), the two
+runs follow the same trajectory up to float rounding.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from rhemo.engine import checkpoint as ckpt
+from rhemo.engine import data
 
 from engine_helpers import (FOUR, REPO, make_rhemo_weights, make_store, read_metrics,  # noqa: E402
                                   rhemo_config, run_script, ser_config)
@@ -35,10 +37,12 @@ def torchrun(script: str, cfg: dict, tmp: Path, nproc: int = 2) -> subprocess.Co
 
 
 def test_two_process_ser_run_matches_one_process_run(tmp_path):
-    store = make_store(tmp_path / "store", FOUR * 4)  # 16 utterances → 8 train (even), 4 val, 4 test
+    # 18 utterances → 9 train: global batches of 4, 4 and 1 (rank 1 has no row of the last one), 4 val, 5 test
+    store = make_store(tmp_path / "store", FOUR * 4 + FOUR[:2])
     weights = make_rhemo_weights(tmp_path / "rhemo.pt", store)
     common = dict(model_quat=True, use_r2he=True, r2he_model_path=str(weights), num_epochs=3, batch_size=4,
-                  learning_rate=3e-4, model_classifier_dropout=0.0, model_hidden_size=32)
+                  learning_rate=3e-4, model_classifier_dropout=0.0, model_hidden_size=32,
+                  cache_embeddings=False)  # the frozen encoder's eval-mode BatchNorm runs inside the DDP model
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     result = torchrun("training_SER.py", ser_config(store, ddp, **common), tmp_path)
     assert "2 process(es)" in result.stdout
@@ -92,3 +96,40 @@ def test_batch_must_split_evenly_over_processes(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode != 0
     assert "batch_size 3 (the global batch) must be divisible by the number of processes 2" in result.stderr
+
+
+@pytest.mark.parametrize("n, batch, world", [(9, 4, 2), (10, 4, 2), (7, 6, 3), (1, 4, 2), (5, 2, 2), (13, 8, 4)])
+def test_global_batches_split_over_ranks_without_repeats(n, batch, world):
+    single = data.GlobalBatchSampler(n, batch, seed=4)
+    single.set_epoch(2)
+    order = [row for row, _ in single]
+    samplers = [data.GlobalBatchSampler(n, batch, rank=r, world_size=world, seed=4) for r in range(world)]
+    for sampler in samplers:
+        sampler.set_epoch(2)
+    per_rank = [list(s) for s in samplers]
+    local = batch // world  # what the DataLoader reads at a time
+    chunks = [[items[i:i + local] for i in range(0, len(items), local)] for items in per_rank]
+    assert len({len(c) for c in chunks}) == 1  # every rank takes part in every step
+    for k, start in enumerate(range(0, n, batch)):
+        real = [row for rank in chunks for row, weight in rank[k] if weight == 1.0]
+        assert real == order[start:start + batch]  # the single process's k-th batch, in order, once
+        for rank in chunks:
+            weights = [w for _, w in rank[k]]
+            assert weights == [0.0] or all(w == 1.0 for w in weights)  # padding only as a whole, one-row part
+    assert sorted(order) == list(range(n))
+
+
+def test_sync_batchnorm_converts_torch_batchnorm_only_and_needs_cuda():
+    import torch
+    from torch import nn
+
+    from quaternion_layers import QuaternionBatchNorm2d
+    from rhemo.engine import device, loop
+
+    net = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), QuaternionBatchNorm2d(4))
+    assert loop.place_model(net, device.Runtime(torch.device("cpu")), sync_batchnorm=True) is net  # 1 process
+    assert isinstance(net[1], nn.BatchNorm2d) and not isinstance(net[1], nn.SyncBatchNorm)
+    with pytest.raises(device.DeviceError, match="sync_batchnorm true needs CUDA"):
+        loop.place_model(net, device.Runtime(torch.device("cpu"), 0, 2), sync_batchnorm=True)
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(net)  # what place_model does on GPUs
+    assert isinstance(converted[1], nn.SyncBatchNorm) and isinstance(converted[2], QuaternionBatchNorm2d)

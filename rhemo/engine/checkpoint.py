@@ -91,11 +91,13 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:  # name the file (e.g. "no space left on device")
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
 
@@ -113,16 +115,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        text = str(err)
-        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if refused:
-            raise CheckpointError(f"{path} holds objects that torch.load(weights_only=True) refuses to unpickle "
-                                  f"({refused.group(1)}); only plain tensors and values are accepted") from err
-        # keep the informative part of torch's long messages (e.g. "Unsupported operand 95" for random bytes)
-        inner = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", text)
-        detail = inner.group(1) if inner else (text.strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file): "
-                              f"{type(err).__name__}: {detail}") from err
+        raise CheckpointError(_load_failure(path, err)) from None
+
+
+def _load_failure(path: Path, err: Exception) -> str:
+    """One line on why ``path`` did not load. torch's own text advises weights_only=False, which would run
+    whatever code a hostile file carries: that advice is never passed on."""
+    text = str(err)
+    refused = (re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+               or re.search(r"unsupported GLOBAL ([\w.]+)", text))
+    if refused:
+        return (f"{path} is not a weights file: it holds pickled Python objects ({refused.group(1)}), which are "
+                f"refused; only plain tensors and values are accepted")
+    # keep the informative part of torch's long messages (e.g. "Unsupported operand 95" for random bytes)
+    inner = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", text)
+    lines = [line for line in text.strip().splitlines() if line.strip() and "weights_only" not in line]
+    detail = inner.group(1) if inner else (lines or [type(err).__name__])[0]
+    if "weights_only" in detail:
+        detail = "its contents are not plain tensors and values"
+    return (f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file): "
+            f"{type(err).__name__}: {detail}")
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ SCRIPTS = ("rhemo", "ser")
 SCRIPT_FILES = {"training_RHemo.py": "rhemo", "training_SER.py": "ser"}
 LABEL_VIEWS = ("iemocap4", "iemocap4_exc", "complete", "native")
 PROTOCOLS = ("random", "speaker")
-MONITORS = ("total_loss", "recon", "loss", "acc", "wa", "ua", "f1")
+#: save_model_metric values per script (rhemo.engine.loop.MONITORS says what each one measures)
+SCRIPT_MONITORS = {"rhemo": ("total_loss", "recon"), "ser": ("loss", "acc", "wa", "ua", "f1")}
+MONITORS = SCRIPT_MONITORS["rhemo"] + SCRIPT_MONITORS["ser"]
 SER_MODELS = ("AlexNet", "VGGNet", "resnet50")
 RHEMO_MODELS = ("simple_autoencoder_2_vad",)
 
@@ -104,6 +107,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _opt("amp", "bool", False, "bfloat16 autocast for the forward pass."),
     _opt("channels_last", "bool", False, "channels_last memory format for the convolutional nets."),
     _opt("num_workers", "int", 0, "DataLoader worker processes.", minimum=0),
+    # multi-process training (rhemo/engine/data.py, loop.place_model)
+    _opt("sync_batchnorm", "bool", False, "Under torchrun, compute training-mode BatchNorm statistics over the "
+         "global batch (torch.nn.SyncBatchNorm) instead of per process. The quaternion BatchNorm "
+         "(QuaternionBatchNorm2d) stays per process."),
     # optimisation
     _opt("num_epochs", "int", {"rhemo": 200000, "ser": 500}, "Maximum number of epochs.", minimum=1),
     _opt("batch_size", "int", {"rhemo": 50, "ser": 20}, "Global batch size (split across processes under "
@@ -209,6 +216,8 @@ def coerce(option: Option, value: Any, source: str) -> Any:
         raise AssertionError(kind)
     if option.choices and result not in option.choices:
         raise fail()
+    if kind == "float" and not math.isfinite(result):
+        raise fail("must be a finite number")
     if option.minimum is not None and kind in ("int", "float") and result < option.minimum:
         raise fail(f"must be >= {option.minimum}")
     return result
@@ -249,7 +258,19 @@ def validate(params: dict[str, Any], *, script: str, source: str, partial: bool 
         result[key] = coerce(accepted[key], value, source)
     if not partial:
         _check_consistency(result, script, source)
+        _check_training_values(result, script, source)
     return result
+
+
+def _check_training_values(cfg: dict[str, Any], script: str, source: str) -> None:
+    """Values that type-check but cannot train: dropout outside [0, 1), a monitor the script does not have."""
+    if not 0.0 <= cfg["model_classifier_dropout"] < 1.0:
+        raise ConfigError(f"{source}: key 'model_classifier_dropout' must be in [0, 1) (a drop probability), got "
+                          f"{cfg['model_classifier_dropout']}")
+    allowed = SCRIPT_MONITORS[script]
+    if cfg["save_model_metric"] not in allowed:
+        raise ConfigError(f"{source}: key 'save_model_metric' is {cfg['save_model_metric']!r}, which "
+                          f"{script_file(script)} does not compute; expected one of {', '.join(allowed)}")
 
 
 def _check_consistency(cfg: dict[str, Any], script: str, source: str) -> None:
@@ -318,6 +339,9 @@ def build_parser(script: str, description: str) -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", type=Path, default=None,
                         help="JSON file with a flat object of options; command-line flags override it.")
+    parser.add_argument("--force", action="store_true",
+                        help="Retrain in an output_dir that holds a finished run or a run of another config "
+                             "(the old metrics.json is kept as metrics.previous.json).")
     for option in options_for(script).values():
         parser.add_argument(f"--{option.name}", dest=option.name, default=argparse.SUPPRESS,
                             type=lambda text, o=option: _parse_cli_value(o, text),
@@ -346,9 +370,15 @@ def parse_args(script: str, description: str, argv: list[str] | None = None) -> 
 
     Precedence: defaults < ``--config`` file < explicit flags.
     """
+    return parse_command(script, description, argv)[0]
+
+
+def parse_command(script: str, description: str, argv: list[str] | None = None) -> tuple[dict[str, Any], bool]:
+    """:func:`parse_args` plus the command-only ``--force`` flag: (config, force)."""
     parser = build_parser(script, description)
     namespace = vars(parser.parse_args(argv))
     config_path = namespace.pop("config")
+    force = namespace.pop("force")
     params: dict[str, Any] = {}
     try:
         if config_path is not None:
@@ -357,7 +387,7 @@ def parse_args(script: str, description: str, argv: list[str] | None = None) -> 
             launcher_only = set(options_for("launcher")) - set(options_for(script))
             params.update({k: v for k, v in file_params.items() if k not in launcher_only})
         params.update(namespace)
-        return validate(params, script=script, source=str(config_path) if config_path else "command line")
+        return validate(params, script=script, source=str(config_path) if config_path else "command line"), force
     except ConfigError as exc:
         parser.error(str(exc))
         raise  # unreachable: parser.error exits

@@ -7,11 +7,13 @@ are applied to every split, as the authors did; they are saved in the checkpoint
 prediction reuse them.
 
 Batch order and multi-process training. Every run, including a single-process one, draws its training order
-from ``DistributedSampler`` with ``num_replicas = world size``: each epoch one permutation P of the training
-set (seeded by ``seed + epoch``, the same on every rank), rank r taking P[r::W], in batches of B/W. The k-th
-batches of all ranks are then exactly P[kB:(k+1)B], the k-th batch of a single process with batch B, so a
-``torchrun`` run with global batch B sees the same global batches as a single process with batch B (exact
-when W divides the training-set size; otherwise the sampler repeats a few rows to even the ranks out).
+from :class:`GlobalBatchSampler`: each epoch one permutation P of the training set (seeded by ``seed + epoch``,
+the same on every rank) cut into global batches P[kB:(k+1)B], the last one partial; rank r of W takes the
+r-th of W near-equal contiguous parts of each global batch. So a ``torchrun`` run with global batch B sees
+exactly the global batches of a single process with batch B, on any training-set size, with no row repeated.
+A rank whose part of the last batch is empty steps on one padding row of weight 0 (DDP needs every rank in
+each step); :func:`rhemo.engine.loop.run_pass` scales each rank's mean loss by its share of the global batch
+and counts only real rows in the metrics.
 
 Example:
     >>> import numpy as np
@@ -31,14 +33,15 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rhemo.data.views import label_view
 from rhemo.engine import splits as splits_module
 from rhemo.engine.device import Runtime
 
 __all__ = ["NORMALISATIONS", "Normalisation", "compute_normalisation", "Selection", "select_rows",
-           "SegmentDataset", "make_datasets", "ShardSampler", "make_train_loader", "make_eval_loader",
+           "SegmentDataset", "make_datasets", "ShardSampler", "GlobalBatchSampler", "make_train_loader",
+           "make_eval_loader",
            "DataError"]
 
 NORMALISATIONS = ("max", "zscore")
@@ -147,15 +150,23 @@ def select_rows(store: Any, cfg: dict) -> Selection:
     DataError when the view keeps no segment or the training/validation split is empty.
     """
     table = store.table
-    view = label_view(table, cfg["label_view"], store.info["dataset"])
+    try:
+        view = label_view(table, cfg["label_view"], store.info["dataset"])
+    except ValueError as exc:
+        raise DataError(f"store {store.path}: key 'label_view' {cfg['label_view']!r} does not fit this corpus: "
+                        f"{exc}") from None
     kept = np.asarray(view.indices, dtype=np.int64)
     if kept.size == 0:
         raise DataError(f"label view {cfg['label_view']!r} keeps no segment of the store at {store.path}")
     utterances = np.asarray(table.utterance_id)[kept]
-    split = splits_module.make_split(
-        cfg["protocol"], utterances, np.asarray(table.speaker)[kept], np.asarray(table.session)[kept],
-        fractions=cfg["split_fractions"], fold=cfg["fold"], num_folds=cfg["num_folds"], seed=cfg["seed"],
-        train_fraction=cfg["train_fraction"])
+    try:
+        split = splits_module.make_split(
+            cfg["protocol"], utterances, np.asarray(table.speaker)[kept], np.asarray(table.session)[kept],
+            fractions=cfg["split_fractions"], fold=cfg["fold"], num_folds=cfg["num_folds"], seed=cfg["seed"],
+            train_fraction=cfg["train_fraction"])
+    except ValueError as exc:
+        raise DataError(f"store {store.path}: protocol {cfg['protocol']!r} with num_folds {cfg['num_folds']} "
+                        f"(fold {cfg['fold']}) cannot split this store: {exc}") from None
     _, codes = splits_module.group_codes(utterances)
     selection = Selection(label_names=list(view.label_names))
     targets = np.asarray(view.targets, dtype=np.int64)
@@ -255,6 +266,64 @@ class ShardSampler(Sampler[int]):
         return self.stop - self.start
 
 
+class GlobalBatchSampler(Sampler[tuple[int, float]]):
+    """This process's part of every global training batch, as (row, weight) items (weight 0: padding).
+
+    Each epoch (:meth:`set_epoch`) draws one permutation P of ``range(n)`` from ``seed + epoch``, identical on
+    every rank; global batch k is P[kB:(k+1)B]. Rank r takes the r-th of ``world_size`` contiguous parts of it
+    (the first ``len % world_size`` ranks one row more). Every part holds at most B/W rows, so a DataLoader
+    reading B/W items at a time yields exactly these parts. A rank whose part of the last, partial, batch is
+    empty gets that batch's first row with weight 0: it takes part in the step without adding a sample.
+
+    >>> [list(GlobalBatchSampler(5, 4, rank=r, world_size=2, shuffle=False)) for r in (0, 1)]
+    [[(0, 1.0), (1, 1.0), (4, 1.0)], [(2, 1.0), (3, 1.0), (4, 0.0)]]
+    """
+
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
+                 shuffle: bool = True) -> None:
+        self.n, self.batch_size, self.rank, self.world_size = int(n), int(batch_size), int(rank), int(world_size)
+        self.seed, self.shuffle, self.epoch = int(seed), shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.n, generator=generator).tolist()
+
+    def _parts(self) -> Iterator[list[tuple[int, float]]]:
+        order = self._order()
+        for start in range(0, self.n, self.batch_size):
+            batch = order[start:start + self.batch_size]
+            size = len(batch)
+            first = self.rank * (size // self.world_size) + min(self.rank, size % self.world_size)
+            count = size // self.world_size + (self.rank < size % self.world_size)
+            yield [(i, 1.0) for i in batch[first:first + count]] or [(batch[0], 0.0)]
+
+    def __iter__(self) -> Iterator[tuple[int, float]]:
+        return (item for part in self._parts() for item in part)
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self._parts())
+
+
+class WeightedRows(Dataset):
+    """``dataset`` read through (row, weight) items: each item is the row's dict plus ``weight`` (0-dim float32;
+    0 marks a padding row that must not count)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, float]) -> dict[str, torch.Tensor]:
+        row, weight = item
+        return {**self.dataset[row], "weight": torch.tensor(weight, dtype=torch.float32)}
+
+
 def _loader_options(runtime: Runtime, num_workers: int) -> dict:
     return {"num_workers": num_workers, "pin_memory": runtime.device.type == "cuda",
             "persistent_workers": num_workers > 0}
@@ -262,7 +331,8 @@ def _loader_options(runtime: Runtime, num_workers: int) -> dict:
 
 def make_train_loader(dataset: SegmentDataset, batch_size: int, seed: int, runtime: Runtime,
                       num_workers: int = 0) -> DataLoader:
-    """Shuffled training batches of ``batch_size / world_size`` rows per process (see the module docstring).
+    """Shuffled training batches of ``batch_size / world_size`` rows per process (see the module docstring);
+    each batch dict also holds ``weight`` (B_local,), 0 on a padding row.
 
     Call ``loader.sampler.set_epoch(epoch)`` before each epoch. Raises DataError when the global batch does
     not split evenly over the processes.
@@ -271,10 +341,9 @@ def make_train_loader(dataset: SegmentDataset, batch_size: int, seed: int, runti
     if batch_size % world:
         raise DataError(f"batch_size {batch_size} (the global batch) must be divisible by the number of "
                         f"processes {world}")
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=runtime.rank, shuffle=True, seed=seed,
-                                 drop_last=False)
+    sampler = GlobalBatchSampler(len(dataset), batch_size, runtime.rank, world, seed)
     generator = torch.Generator().manual_seed(seed)  # keeps the loader off the global RNG (worker seeds)
-    return DataLoader(dataset, batch_size=batch_size // world, sampler=sampler, generator=generator,
+    return DataLoader(WeightedRows(dataset), batch_size=batch_size // world, sampler=sampler, generator=generator,
                       **_loader_options(runtime, num_workers))
 
 

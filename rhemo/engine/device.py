@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +25,10 @@ import torch.distributed as dist
 
 __all__ = ["Runtime", "DeviceError", "select_device", "setup", "cleanup", "is_distributed", "get_rank",
            "get_world_size", "is_main_process", "barrier", "all_reduce_sum", "all_reduce_mean",
-           "all_gather_rows", "seed_everything", "epoch_seed"]
+           "all_gather_rows", "seed_everything", "epoch_seed", "LAUNCHER_PID_ENV", "exit_with_launcher"]
+
+#: set by the launcher (rhemo.engine.launcher.run_process) to its pid; every training process watches it
+LAUNCHER_PID_ENV = "RHEMO_LAUNCHER_PID"
 
 
 class DeviceError(ValueError):
@@ -91,7 +97,9 @@ def setup(use_cuda: bool, gpu_id: int) -> Runtime:
 
     Under torchrun each process uses GPU ``gpu_id + LOCAL_RANK`` (so ``--gpu_id 0`` with 2 processes per node
     uses GPUs 0 and 1) and the NCCL backend; on CPU it uses gloo. Only rank 0 prints the CPU-fallback line.
+    A process started by the launcher exits when the launcher dies (:func:`exit_with_launcher`).
     """
+    exit_with_launcher()
     world_size = _env_int("WORLD_SIZE") or 1
     rank = _env_int("RANK") or 0
     local_rank = _env_int("LOCAL_RANK") or 0
@@ -103,6 +111,46 @@ def setup(use_cuda: bool, gpu_id: int) -> Runtime:
         kwargs = {"device_id": device} if device.type == "cuda" else {}
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
     return Runtime(device=device, rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def _process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): kill(0) succeeding is all we know
+
+
+def exit_with_launcher(interval: float = 1.0) -> threading.Thread | None:
+    """When started by the launcher (``RHEMO_LAUNCHER_PID`` set), exit as soon as the launcher is gone.
+
+    A daemon thread checks the launcher's pid every ``interval`` seconds and ends this process with exit code
+    137 when it has died (e.g. kill -9): the kernel's parent-death signal only reaches the launcher's direct
+    child, not torchrun's workers, and not at all outside Linux. ``last.pt`` is written atomically, so the
+    next run resumes from the last finished epoch. Returns the thread (None when not under the launcher).
+    """
+    text = os.environ.get(LAUNCHER_PID_ENV, "")
+    if not text.isdigit():
+        return None
+    launcher = int(text)
+
+    def watch() -> None:
+        while _process_alive(launcher):
+            time.sleep(interval)
+        print(f"the launcher (pid {launcher}) is gone: stopping this training process", file=sys.stderr,
+              flush=True)
+        os._exit(137)
+
+    thread = threading.Thread(target=watch, name="exit-with-launcher", daemon=True)
+    thread.start()
+    return thread
 
 
 def cleanup() -> None:

@@ -44,8 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from rhemo.engine import report
+from rhemo.engine import report, runfolder
 from rhemo.engine.config import SCRIPT_FILES, ConfigError, coerce, options_for, validate
+from rhemo.engine.device import LAUNCHER_PID_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GLOBAL_KEY = "global_parameters"
@@ -315,6 +316,33 @@ def _stop(proc: subprocess.Popen, first_signal: int, grace: float) -> None:
         _signal_group(proc, signal.SIGKILL)
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent_hook():
+    """A ``preexec_fn`` that makes the kernel SIGKILL the child when this process dies (Linux; None elsewhere).
+
+    libc's prctl is resolved here, in the parent: the hook itself runs between fork and exec, where importing
+    or loading libraries is not safe.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return hook
+
+
 def run_process(command: Sequence[str], cwd: Path, log_path: Path, timeout_seconds: float | None,
                 console: TextIO | None = None, stop_grace: float | None = None) -> ProcessResult:
     """Run ``command``, echoing its merged stdout/stderr to ``console`` and appending it to ``log_path``.
@@ -322,10 +350,13 @@ def run_process(command: Sequence[str], cwd: Path, log_path: Path, timeout_secon
     The child gets its own process group so that a timeout or Ctrl-C stops it together with any workers it
     started. On Ctrl-C the child receives SIGINT (so a training script can save its resume state), the
     function waits up to ``stop_grace`` seconds, kills what is left, and returns with ``interrupted`` set.
+    If this process dies without cleaning up (kill -9), the child dies too: on Linux the kernel kills it
+    (PR_SET_PDEATHSIG), and every training process (torchrun's workers included) also watches the pid in
+    ``RHEMO_LAUNCHER_PID`` (rhemo.engine.device.exit_with_launcher), so a re-run never overlaps an orphan.
     """
     console = sys.stdout if console is None else console
     stop_grace = STOP_GRACE_SECONDS if stop_grace is None else stop_grace
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{LAUNCHER_PID_ENV: str(os.getpid())})
     tail = _Tail()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     start = time.monotonic()
@@ -335,7 +366,8 @@ def run_process(command: Sequence[str], cwd: Path, log_path: Path, timeout_secon
         log.flush()
         try:
             proc = subprocess.Popen(list(command), cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, start_new_session=(os.name == "posix"))
+                                    stdin=subprocess.DEVNULL, env=env, start_new_session=(os.name == "posix"),
+                                    preexec_fn=_die_with_parent_hook())
         except OSError as exc:
             message = f"could not start {command[0]}: {exc}"
             log.write(f"{message}\n".encode())
@@ -405,27 +437,75 @@ class LaunchOptions:
 
 
 def run_fold(plan: RunPlan, fold: int, opts: LaunchOptions, console: TextIO) -> str:
-    """Run one fold; returns 'done', 'failed', 'skipped' or 'interrupted'. Failures are written to error.txt."""
+    """Run one fold; returns 'done', 'failed', 'skipped' or 'interrupted'. Failures are written to error.txt.
+
+    The fold folder is locked (:class:`rhemo.engine.runfolder.FoldLock`) while the fold runs: a second
+    launcher on the same experiment skips the fold and says so.
+    """
     fold_dir = plan.run_dir(opts.output_folder) / f"fold{fold}"
     label = f"{plan.experiment.stem} run {plan.run} fold {fold}"
-    metrics_path = fold_dir / report.METRICS_FILE
     if fold_finished(fold_dir) and not opts.force:
+        print(f"[skip] {label}: already finished ({fold_dir / report.METRICS_FILE} exists; --force re-runs it)",
+              file=console)
+        return "skipped"
+    lock = runfolder.FoldLock(fold_dir)
+    if not lock.acquire():
+        print(f"[busy] {label}: another launcher (pid {lock.holder or '?'}) is training this fold "
+              f"({lock.path}); skipped", file=console, flush=True)
+        return "skipped"
+    try:
+        return _run_locked_fold(plan, fold, fold_dir, label, opts, console)
+    finally:
+        lock.release()
+
+
+def _run_locked_fold(plan: RunPlan, fold: int, fold_dir: Path, label: str, opts: LaunchOptions,
+                     console: TextIO) -> str:
+    """:func:`run_fold` once the fold's lock is held."""
+    metrics_path = fold_dir / report.METRICS_FILE
+    if fold_finished(fold_dir) and not opts.force:  # finished by another launcher while we waited for the lock
         print(f"[skip] {label}: already finished ({metrics_path} exists; --force re-runs it)", file=console)
         return "skipped"
-    fold_dir.mkdir(parents=True, exist_ok=True)
+    error_path = fold_dir / report.ERROR_FILE
+    config_path = fold_dir / "config.json"
+    config = fold_config(plan, fold, fold_dir, opts.gpu_id)
+    differences = [] if opts.force else _foreign_config(config_path, config)
+    if differences:
+        reason = (f"{fold_dir} holds a run with a different config ({', '.join(differences)} differ); --force "
+                  f"retrains it")
+        _write_atomic(error_path, f"{label}: {reason}\n")
+        print(f"[FAIL] {label}: {reason}. Going on.", file=console, flush=True)
+        return "failed"
     if metrics_path.exists():
         # a forced re-run (or an unreadable record): keep the old record aside so a crash cannot pass for done
-        os.replace(metrics_path, fold_dir / "metrics.previous.json")
-    error_path = fold_dir / report.ERROR_FILE
+        os.replace(metrics_path, fold_dir / runfolder.PREVIOUS_METRICS_FILE)
     if error_path.exists():
         error_path.unlink()
-    config_path = fold_dir / "config.json"
-    _write_atomic(config_path, json.dumps(fold_config(plan, fold, fold_dir, opts.gpu_id), indent=2) + "\n")
-    command = fold_command(plan, config_path, opts.scripts_dir)
+    _write_atomic(config_path, json.dumps(config, indent=2) + "\n")
+    command = fold_command(plan, config_path, opts.scripts_dir) + (["--force"] if opts.force else [])
     print(f"[run ] {label}: {' '.join(command)}", file=console, flush=True)
     timeout = None if opts.timeout_hours is None else opts.timeout_hours * 3600.0
     result = run_process(command, opts.scripts_dir, fold_dir / "run.log", timeout, console)
+    return _record_outcome(result, fold_dir, label, command, opts, console)
 
+
+def _foreign_config(config_path: Path, config: dict[str, Any]) -> list[str]:
+    """Keys in which the config.json of a fold folder holding results differs from ``config`` (resume-free keys
+    aside)."""
+    from rhemo.engine.loop import RESUME_FREE_KEYS
+
+    if not runfolder.holds_results(config_path.parent):
+        return []
+    try:
+        saved = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return runfolder.config_differences(saved, config, RESUME_FREE_KEYS) if isinstance(saved, dict) else []
+
+
+def _record_outcome(result: ProcessResult, fold_dir: Path, label: str, command: list[str], opts: LaunchOptions,
+                    console: TextIO) -> str:
+    """Print how the fold ended; a failure or interruption is written to error.txt."""
     if result.returncode == 0 and fold_finished(fold_dir):
         print(f"[done] {label} in {result.seconds:.1f} s", file=console, flush=True)
         return "done"
@@ -437,6 +517,7 @@ def run_fold(plan: RunPlan, fold: int, opts: LaunchOptions, console: TextIO) -> 
         reason = f"exit code 0 but no readable {report.METRICS_FILE} was written"
     else:
         reason = f"exit code {result.returncode}"
+    error_path = fold_dir / report.ERROR_FILE
     lines = [f"{label}: {reason}", f"command: {' '.join(command)}", f"full output: {fold_dir / 'run.log'}",
              f"--- last {len(result.tail)} lines of output ---", *result.tail]
     _write_atomic(error_path, "\n".join(lines) + "\n")

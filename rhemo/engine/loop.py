@@ -37,7 +37,7 @@ from torch import nn
 
 from rhemo.data.store import StoreError
 from rhemo.engine import device as dev
-from rhemo.engine import losses, metrics
+from rhemo.engine import losses, metrics, runfolder
 from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from rhemo.engine.config import ConfigError
 from rhemo.engine.data import DataError
@@ -46,7 +46,8 @@ from rhemo.engine.weights import WeightsError
 #: Errors about the user's inputs (config, store, checkpoints, device): reported in one line, no traceback.
 INPUT_ERRORS = (ConfigError, StoreError, DataError, CheckpointError, WeightsError, dev.DeviceError)
 
-__all__ = ["MONITORS", "Task", "SERTask", "RHemoTask", "FitState", "TrainingInterrupted", "run_guarded", "unwrap",
+__all__ = ["MONITORS", "Task", "SERTask", "RHemoTask", "FitState", "TrainingInterrupted", "TrainingDiverged",
+           "run_guarded", "unwrap",
            "place_model", "run_pass", "evaluate", "evaluate_splits", "fit", "prepare_output_dir", "write_metrics",
            "AFTER_EPOCH_HOOKS", "RESUME_FREE_KEYS", "CHECKPOINT_FILE", "LAST_FILE", "METRICS_FILE", "LOG_FILE",
            "CONFIG_FILE"]
@@ -78,6 +79,18 @@ class TrainingInterrupted(RuntimeError):
     """Ctrl-C during training; ``last.pt`` holds the last finished epoch and a re-run resumes from it."""
 
 
+class TrainingDiverged(ConfigError, FloatingPointError):
+    """The loss became nan/inf: an input error (learning rate, normalisation), reported in one line."""
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A training batch's loss is nan/inf (raised before the step, so the weights stay finite)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(f"the training loss is {value}")
+        self.value = value
+
+
 def run_guarded(train: Callable[[dict, dev.Runtime], None], cfg: dict, runtime: dev.Runtime) -> int:
     """Run a training script's body; the exit code is 0, 2 after an input error, or 130 after Ctrl-C.
 
@@ -94,6 +107,14 @@ def run_guarded(train: Callable[[dict, dev.Runtime], None], cfg: dict, runtime: 
         return 2
     except TrainingInterrupted:
         return 130
+    except OSError as exc:
+        if exc.errno not in runfolder.DISK_FULL_ERRNOS:
+            raise
+        where = exc.filename or cfg["output_dir"]
+        print(f"{Path(sys.argv[0]).name}: error: no space left on device writing {where}; free some space and "
+              f"run the same command again: it resumes from the last finished epoch",
+              file=sys.stderr, flush=True)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to resume", flush=True)
         return 130
@@ -106,9 +127,19 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def place_model(net: nn.Module, runtime: dev.Runtime, channels_last: bool = False) -> nn.Module:
+def place_model(net: nn.Module, runtime: dev.Runtime, channels_last: bool = False,
+                sync_batchnorm: bool = False) -> nn.Module:
     """Move ``net`` to the run's device (channels_last memory format if asked) and, under torchrun, wrap it in
-    DistributedDataParallel (gradients averaged over processes at each step). Returns the model to train."""
+    DistributedDataParallel (gradients averaged over processes at each step). Returns the model to train.
+
+    ``sync_batchnorm`` (torchrun on GPUs only; torch's SyncBatchNorm has no CPU kernel): every torch BatchNorm
+    computes its training-mode statistics over the global batch. QuaternionBatchNorm2d is not a torch
+    BatchNorm and keeps per-process statistics. A no-op in a single process."""
+    if sync_batchnorm and runtime.distributed:
+        if runtime.device.type == "cpu":
+            raise dev.DeviceError("sync_batchnorm true needs CUDA devices (torch's SyncBatchNorm runs on GPUs "
+                                  "only); on CPU set it to false: BatchNorm statistics are then per process")
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     net.to(runtime.device)
     if channels_last:
         net.to(memory_format=torch.channels_last)
@@ -250,15 +281,20 @@ def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, opti
             with _autocast(device, amp):
                 outputs = task.forward(model, batch)
             loss, batch_sums, batch_kept = task.loss(outputs, batch, epoch, training)
+            rows = int(batch["weight"].sum()) if "weight" in batch else int(batch["x"].shape[0])
             if training:
+                if not torch.isfinite(loss.detach()):
+                    raise NonFiniteLoss(float(loss.detach()))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * _share_of_global_batch(rows)).backward()
                 optimizer.step()
+            if rows == 0:  # a padding row (see rhemo.engine.data.GlobalBatchSampler): no sample to count
+                continue
             for name, value in batch_sums.items():
                 sums[name] = sums[name] + value if name in sums else value
             for name, value in batch_kept.items():
                 kept.setdefault(name, []).append(value)
-            count += int(batch["x"].shape[0])
+            count += rows
     # one collective for all sums: [count, sum_1, ..., sum_k] in float64
     names = sorted(sums)
     local = torch.tensor([float(count)] + [float(sums[n]) for n in names], dtype=torch.float64)
@@ -269,6 +305,19 @@ def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, opti
     reduced = {n: float(total[i + 1]) for i, n in enumerate(names)}
     gathered = {n: dev.all_gather_rows(torch.cat(v)) for n, v in kept.items()}
     return task.summarise(reduced, count_all, gathered)
+
+
+def _share_of_global_batch(rows: int) -> float:
+    """Loss factor ``rows · W / global rows`` of this rank's part of a global batch (1 in a single process).
+
+    DistributedDataParallel averages the W ranks' gradients; with each rank's mean loss scaled by this factor,
+    the average is the gradient of the mean loss over the global batch, even when the ranks' parts differ (the
+    last, partial batch). Full batches split evenly give exactly 1.
+    """
+    if not dev.is_distributed():
+        return 1.0
+    total = float(dev.all_reduce_sum(torch.tensor([float(rows)], dtype=torch.float64))[0])
+    return rows * dev.get_world_size() / total
 
 
 def evaluate_splits(net: nn.Module, task: Task, loaders: dict, runtime: dev.Runtime, cfg: dict) -> dict:
@@ -301,18 +350,30 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def prepare_output_dir(output_dir: str | os.PathLike, cfg: dict, script_file: str) -> Path:
-    """Create the run folder and write ``config.json`` (rank 0 only).
+def prepare_output_dir(output_dir: str | os.PathLike, cfg: dict, script_file: str, force: bool = False) -> Path:
+    """Check the run folder, create it and write ``config.json`` (rank 0 only).
 
-    The resolved config is written with a ``script`` entry; launcher-only keys already present in an existing
-    config.json (the launcher writes one there before starting the script) are kept. A ``metrics.json`` of an
-    earlier run is removed: its presence must mean that *this* run finished.
+    Every rank first checks the folder (:func:`rhemo.engine.runfolder.check_run_folder`): a finished run, or a
+    run of another config (in config.json or last.pt, outside :data:`RESUME_FREE_KEYS`), is refused with a
+    RunFolderError unless ``force``. With ``force`` a last.pt of another config is removed (a last.pt of the
+    same config is resumed: that gives the result of a fresh run). Temporary files of interrupted saves are
+    removed. The resolved config is written with a ``script`` entry; launcher-only keys already present in an
+    existing config.json (the launcher writes one there before starting the script) are kept. An earlier
+    ``metrics.json`` is moved to ``metrics.previous.json``: its presence must mean that *this* run finished.
     """
     from rhemo.engine.config import options_for
 
     out = Path(output_dir)
+    stale = runfolder.check_run_folder(out, cfg, RESUME_FREE_KEYS, force, lambda: _resume_config(out / LAST_FILE))
+    dev.barrier()  # every rank has read the folder before rank 0 changes it
     if dev.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
+        for path in runfolder.remove_stale_temps(out):
+            print(f"removed {path}, left by an interrupted save", flush=True)
+        if stale:
+            (out / LAST_FILE).unlink()
+            print(f"--force: {out / LAST_FILE} had another config ({', '.join(stale)}); training from scratch",
+                  flush=True)
         record: dict[str, Any] = {}
         existing = out / CONFIG_FILE
         if existing.is_file():
@@ -327,9 +388,17 @@ def prepare_output_dir(output_dir: str | os.PathLike, cfg: dict, script_file: st
         record.update(cfg)
         _write_text_atomic(existing, json.dumps(record, indent=2) + "\n")
         if (out / METRICS_FILE).exists():
-            (out / METRICS_FILE).unlink()
+            os.replace(out / METRICS_FILE, out / runfolder.PREVIOUS_METRICS_FILE)
     dev.barrier()
     return out
+
+
+def _resume_config(path: Path) -> dict | None:
+    """The config stored in a resume file (None when there is none)."""
+    if not path.exists():
+        return None
+    saved = load_checkpoint(path, map_location="cpu")
+    return saved.get("config", {}) if isinstance(saved, dict) else {}
 
 
 class _EpochLog:
@@ -470,7 +539,7 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
 
     Raises:
         TrainingInterrupted: on Ctrl-C (``last.pt`` holds the last finished epoch).
-        FloatingPointError: when the training loss becomes nan/inf.
+        TrainingDiverged: when the training loss becomes nan/inf (last.pt keeps the epochs before).
     """
     from rhemo import __version__
 
@@ -495,11 +564,12 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
             torch.manual_seed(seed)
             train_loader.sampler.set_epoch(epoch)
             model.train()
-            train = run_pass(model, task, train_loader, device, optimizer=optimizer, epoch=epoch,
-                              desc=f"epoch {epoch + 1} train", **run_kwargs)
-            if not all(math.isfinite(v) for k, v in train.items() if k in ("loss", "total")):
-                raise FloatingPointError(f"the training loss is {train.get('loss', train.get('total'))} at epoch "
-                                         f"{epoch + 1}; lower learning_rate or check the input normalisation")
+            try:
+                train = run_pass(model, task, train_loader, device, optimizer=optimizer, epoch=epoch,
+                                 desc=f"epoch {epoch + 1} train", **run_kwargs)
+            except NonFiniteLoss as exc:
+                raise TrainingDiverged(_divergence_message(exc.value, epoch + 1, cfg, out / LAST_FILE,
+                                                           saved_epochs)) from None
             val = evaluate(net, task, val_loader, device, desc=f"epoch {epoch + 1} val", **run_kwargs)
             monitored = float(val[task.monitor_key])
             best = _improved(monitored, state.best_metric, task.mode)
@@ -537,8 +607,16 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
                   f"again to resume", flush=True)
         raise TrainingInterrupted(f"training interrupted after {saved_epochs} saved epoch(s)") from None
     if state.best_state is None:
-        raise FloatingPointError(f"the validation {task.monitor_key} was never finite; no checkpoint was written")
+        raise TrainingDiverged(f"the validation {task.monitor_key} was never finite; no checkpoint was written; "
+                               f"lower learning_rate (now {cfg['learning_rate']:g}) and retrain with --force")
     return state
+
+
+def _divergence_message(value: float, epoch: int, cfg: dict, last: Path, saved_epochs: int) -> str:
+    kept = (f"{last} keeps the {saved_epochs} finished epoch(s) before it" if saved_epochs
+            else "no epoch had finished, so nothing was saved")
+    return (f"the training loss became {value} at epoch {epoch}; lower learning_rate (now "
+            f"{cfg['learning_rate']:g}) and retrain with --force, or check the input normalisation; {kept}")
 
 
 def write_metrics(output_dir: str | os.PathLike, record: dict, state: FitState) -> dict:

@@ -1,0 +1,230 @@
+"""Fault cases of the training scripts (issue 11): finished and foreign run folders, stale temporary files,
+diverging losses, a full disk, and inputs that type-check but cannot train. Each one ends in one line on stderr
+with exit code 2 and loses nothing that was computed."""
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+
+from rhemo.engine import checkpoint as ckpt
+from rhemo.engine import config, loop
+
+from engine_helpers import FOUR, load_script, make_store, read_metrics, rhemo_config, ser_config  # noqa: E402
+
+
+def run(name: str, cfg: dict, tmp: Path, *extra: str) -> int:
+    path = tmp / f"{Path(cfg['output_dir']).name}.json"
+    path.write_text(json.dumps(cfg))
+    return load_script(name).main(["--config", str(path), *extra])
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.fixture
+def store(tmp_path):
+    return make_store(tmp_path / "store", FOUR * 3)
+
+
+# ------------------------------------------------------------------------------------- finished / foreign folders
+def test_a_finished_run_is_refused_and_force_retrains_it(tmp_path, store, capsys):
+    out = tmp_path / "run"
+    cfg = ser_config(store, out, num_epochs=1)
+    assert run("training_SER.py", cfg, tmp_path) == 0
+    before = {name: (out / name).read_bytes() for name in ("metrics.json", "checkpoint.pt", "log.csv")}
+    capsys.readouterr()
+    for changed in ({}, {"learning_rate": 1e-3}):  # the same command, or other hyperparameters
+        assert run("training_SER.py", {**cfg, **changed}, tmp_path) == 2
+        assert "already finished; --force to retrain" in one_error_line(capsys)
+        assert {name: (out / name).read_bytes() for name in before} == before
+    assert run("training_SER.py", {**cfg, "learning_rate": 1e-3}, tmp_path, "--force") == 0
+    assert (out / "metrics.previous.json").read_bytes() == before["metrics.json"]
+    assert read_metrics(out)["status"] == "done"
+    assert json.loads((out / "config.json").read_text())["learning_rate"] == 1e-3
+
+
+def test_an_unfinished_run_of_another_config_is_refused(tmp_path, store, monkeypatch, capsys):
+    out = tmp_path / "run"
+    cfg = ser_config(store, out, num_epochs=3)
+
+    def interrupt(epoch: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [interrupt])
+    assert run("training_SER.py", cfg, tmp_path) == 130
+    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [])
+    last = (out / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert run("training_SER.py", {**cfg, "batch_size": 2}, tmp_path) == 2
+    line = one_error_line(capsys)
+    assert "holds a run with a different config" in line and "batch_size 4 → 2" in line and "--force" in line
+    assert (out / "last.pt").read_bytes() == last
+    # the launcher rewrites config.json before starting the script: last.pt still tells the two configs apart
+    (out / "config.json").write_text(json.dumps({**cfg, "batch_size": 2}))
+    assert run("training_SER.py", {**cfg, "batch_size": 2}, tmp_path) == 2
+    assert "last.pt: batch_size 4 → 2" in one_error_line(capsys)
+    (out / "config.json").write_text(json.dumps(cfg))
+    # a resume-free key may change: the run resumes
+    assert run("training_SER.py", {**cfg, "num_epochs": 2}, tmp_path) == 0
+    assert "resuming from" in capsys.readouterr().out and read_metrics(out)["epochs"] == 2
+
+
+def test_force_with_another_config_starts_from_scratch(tmp_path, store, monkeypatch, capsys):
+    out = tmp_path / "run"
+    cfg = ser_config(store, out, num_epochs=2)
+    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [lambda epoch: (_ for _ in ()).throw(KeyboardInterrupt)])
+    assert run("training_SER.py", cfg, tmp_path) == 130
+    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [])
+    assert run("training_SER.py", {**cfg, "seed": 9}, tmp_path, "--force") == 0
+    out_text = capsys.readouterr().out
+    assert "training from scratch" in out_text and "resuming" not in out_text
+    fresh = tmp_path / "fresh"
+    assert run("training_SER.py", {**cfg, "seed": 9, "output_dir": str(fresh)}, tmp_path) == 0
+    assert read_metrics(out)["test"] == read_metrics(fresh)["test"]
+
+
+def test_stale_temporary_files_are_removed_when_a_run_starts(tmp_path, store):
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = [out / "checkpoint.pt.k2j3h4.tmp", out / "last.pt.abc_12.tmp", out / "metrics.json.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    (out / "notes.tmp").write_text("not ours")
+    assert run("training_SER.py", ser_config(store, out, num_epochs=1), tmp_path) == 0
+    assert not any(path.exists() for path in stale)
+    assert (out / "notes.tmp").exists()
+
+
+# ------------------------------------------------------------------------------------- divergence, disk full
+def test_a_loss_that_becomes_nan_stops_with_one_line_and_keeps_last_pt(tmp_path, store, monkeypatch, capsys):
+    out = tmp_path / "run"
+    poisoned = []
+    real_loss = loop.losses.ser_loss
+    monkeypatch.setattr(loop.losses, "ser_loss",
+                        lambda logits, target: real_loss(logits, target) * (float("nan") if poisoned else 1.0))
+    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [lambda epoch: poisoned.append(epoch)])
+    assert run("training_SER.py", ser_config(store, out, num_epochs=3), tmp_path) == 2
+    line = one_error_line(capsys)
+    assert "the training loss became nan at epoch 2" in line and "lower learning_rate" in line
+    saved = ckpt.load_checkpoint(out / "last.pt")
+    assert saved["epoch"] == 1 and not (out / "metrics.json").exists()
+
+
+def test_a_full_disk_gives_one_line_and_the_run_resumes(tmp_path, store, monkeypatch, capsys):
+    out, reference = tmp_path / "run", tmp_path / "reference"
+    cfg = ser_config(store, out, num_epochs=3)
+    assert run("training_SER.py", {**cfg, "output_dir": str(reference)}, tmp_path) == 0
+    full = []
+    real_save = ckpt.torch.save
+
+    def save(payload, handle):
+        if full:
+            handle.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(payload, handle)
+
+    monkeypatch.setattr(ckpt.torch, "save", save)
+    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [lambda epoch: full.append(epoch) if epoch == 2 else None])
+    capsys.readouterr()
+    assert run("training_SER.py", cfg, tmp_path) == 2
+    line = one_error_line(capsys)
+    assert f"no space left on device writing {out}" in line
+    assert "run the same command again" in line
+    assert not list(out.glob("*.tmp")) and ckpt.load_checkpoint(out / "last.pt")["epoch"] == 2
+    monkeypatch.setattr(ckpt.torch, "save", real_save)
+    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [])
+    assert run("training_SER.py", cfg, tmp_path) == 0
+    for split in ("train", "val", "test"):
+        assert read_metrics(out)[split] == read_metrics(reference)[split]
+
+
+# ------------------------------------------------------------------------------------- values that cannot train
+@pytest.mark.parametrize("script, key, value, expected", [
+    ("ser", "learning_rate", float("nan"), "must be a finite number"),
+    ("ser", "learning_rate", float("inf"), "must be a finite number"),
+    ("rhemo", "learning_rate", float("-inf"), "must be a finite number"),
+    ("ser", "model_classifier_dropout", 1.0, "must be in [0, 1)"),
+    ("rhemo", "model_classifier_dropout", 1.5, "must be in [0, 1)"),
+    ("ser", "save_model_metric", "recon", "expected one of loss, acc, wa, ua, f1"),
+    ("ser", "save_model_metric", "total_loss", "expected one of loss, acc, wa, ua, f1"),
+    ("rhemo", "save_model_metric", "f1", "expected one of total_loss, recon"),
+])
+def test_values_that_cannot_train_are_refused_by_validation(script, key, value, expected):
+    with pytest.raises(config.ConfigError) as caught:
+        config.validate({key: value}, script=script, source="exp.txt, run 3")
+    message = str(caught.value)
+    assert message.startswith("exp.txt, run 3: key '" + key + "'") and expected in message
+
+
+def test_nan_learning_rate_on_the_command_line_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as caught:
+        load_script("training_SER.py").main(["--learning_rate", "nan"])
+    assert caught.value.code == 2
+    assert "key 'learning_rate' expects a number" in capsys.readouterr().err
+
+
+def test_launcher_dry_run_catches_them(tmp_path, capsys):
+    from rhemo.engine import launcher
+
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "1_x.txt").write_text(json.dumps(
+        {"global_parameters": {"script": "training_SER.py", "use_r2he": False, "model_quat": False},
+         "1": {}, "2": {"save_model_metric": "recon"}}))
+    code = launcher.main(["--ids", "1", "--dry_run", "--experiments_folder", str(tmp_path / "experiments"),
+                          "--output_folder", str(tmp_path / "results")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "1_x.txt, run 2: key 'save_model_metric' is 'recon'" in err and "loss, acc, wa, ua, f1" in err
+
+
+# ------------------------------------------------------------------------------------- views and folds vs the store
+def _ravdess_store(tmp_path):
+    return make_store(tmp_path / "ravdess", ["neutral", "angry", "happy", "sad"] * 3, dataset="ravdess")
+
+
+@pytest.mark.parametrize("script, builder, overrides", [
+    ("training_SER.py", ser_config, {"label_view": "iemocap4"}),
+    ("training_RHemo.py", rhemo_config, {}),  # RH-emo's default view, complete, is IEMOCAP's
+])
+def test_a_label_view_that_does_not_fit_the_corpus_is_one_line(tmp_path, capsys, script, builder, overrides):
+    out = tmp_path / "run"
+    assert run(script, builder(_ravdess_store(tmp_path), out, **overrides), tmp_path) == 2
+    line = one_error_line(capsys)
+    assert "label_view" in line and "'ravdess'" in line and "native" in line
+    assert not (out / "checkpoint.pt").exists()
+
+
+def _one_speaker_store(tmp_path):
+    root = make_store(tmp_path / "one", FOUR * 3)
+    rows = (root / "segments.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    speaker, session = header.index("speaker"), header.index("session")
+    fixed = [rows[0]]
+    for row in rows[1:]:
+        cells = row.split(",")
+        cells[speaker], cells[session] = "actor1", ""
+        fixed.append(",".join(cells))
+    (root / "segments.csv").write_text("\n".join(fixed) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("builder, folds, expected", [
+    (_one_speaker_store, 2, "1 speakers"),
+    (lambda tmp: make_store(tmp / "four", FOUR * 3), 3, "2 sessions"),  # leave-one-session-out: 2 sessions
+])
+def test_a_speaker_protocol_the_store_cannot_fill_is_one_line(tmp_path, capsys, builder, folds, expected):
+    cfg = ser_config(builder(tmp_path), tmp_path / "run", protocol="speaker", num_folds=folds)
+    assert run("training_SER.py", cfg, tmp_path) == 2
+    line = one_error_line(capsys)
+    assert "protocol 'speaker'" in line and f"num_folds {folds}" in line and expected in line
+
+
+def test_the_schema_monitors_are_the_ones_the_engine_computes():
+    assert {s: set(m) for s, m in config.SCRIPT_MONITORS.items()} == {s: set(m) for s, m in loop.MONITORS.items()}
