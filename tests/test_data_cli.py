@@ -60,7 +60,7 @@ def test_cli_bad_values(tmp_path, capsys):
 
 def test_config_is_read_next_to_the_script(tmp_path):
     config = preprocessing.read_config(preprocessing.DEFAULT_CONFIG)
-    assert config["output"] == str(REPO / "data" / "stores") and config["n_fft"] == 256
+    assert config["output_folder"] == str(REPO / "data" / "stores") and config["n_fft"] == 256
     assert config["time_reversed"] is True
     root = emodb(tmp_path / "emodb")
     result = subprocess.run([sys.executable, str(REPO / "preprocessing.py"), "--dataset", "emodb", "--input",
