@@ -45,7 +45,8 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
     out = loop.prepare_output_dir(cfg["output_dir"], cfg, "training_RHemo.py")
     task = loop.RHemoTask(alpha=cfg["loss_alpha"], beta=cfg["loss_beta"], beta_class=cfg["loss_beta_class"],
                           beta_vad=cfg["loss_beta_vad"], warmup_epochs=cfg["emo_loss_warmup_epochs"],
-                          holes=cfg["emo_loss_holes"], monitor=cfg["save_model_metric"])
+                          holes=cfg["emo_loss_holes"], monitor=cfg["save_model_metric"],
+                          recon_div4=cfg["loss_recon_div4"])
 
     # data: label view + split of the store, normalised by the training split's maximum
     store = SegmentStore(cfg["store_path"])
