@@ -249,6 +249,31 @@ def _row_slice(value: Any, begin: int, end: int) -> Any:
     return value[begin:end]
 
 
+class _BatchMeans:
+    """Sum over batches of each term's per-batch mean; a batch is closed by ``closes`` (or by :meth:`close`)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.blocks = 0
+        self._open: dict[str, torch.Tensor] = {}
+        self._rows = 0
+
+    def add(self, batch_sums: dict[str, torch.Tensor], rows: int, closes: bool) -> None:
+        for name, value in batch_sums.items():
+            self._open[name] = self._open[name] + value if name in self._open else value
+        self._rows += rows
+        if closes:
+            self.close()
+
+    def close(self) -> None:
+        if not self._rows:
+            return
+        for name, value in self._open.items():
+            self.sums[name] = self.sums[name] + value / self._rows if name in self.sums else value / self._rows
+        self.blocks += 1
+        self._open, self._rows = {}, 0
+
+
 def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, optimizer=None, epoch: int | None,
              amp: bool = False, channels_last: bool = False, desc: str = "",
              batch_mean_rows: int | None = None) -> dict[str, Any]:
@@ -262,10 +287,11 @@ def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, opti
     ``<task.accuracy_key>_batchmean`` is the mean of per-block accuracies over all rows in order; otherwise the
     batches are the loader's."""
     training = optimizer is not None
+    blocks = None if training else batch_mean_rows
     sums: dict[str, torch.Tensor] = {}
-    batch_means: dict[str, torch.Tensor] = {}
     kept: dict[str, list[torch.Tensor]] = {}
-    count = chunks = 0
+    means = _BatchMeans()
+    count = 0
     grad = nullcontext() if training else torch.no_grad()
     with grad:
         for batch in _progress(loader, desc):
@@ -273,8 +299,7 @@ def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, opti
             with _autocast(device, amp):
                 outputs = task.forward(model, batch)
             n = int(batch["x"].shape[0])
-            bounds = [(0, n)] if training or not batch_mean_rows else protocol.chunk_bounds(count, n, batch_mean_rows)
-            for begin, end in bounds:
+            for begin, end in [(0, n)] if not blocks else protocol.chunk_bounds(count, n, blocks):
                 part = (outputs, batch) if (begin, end) == (0, n) else \
                     (_row_slice(outputs, begin, end), _row_slice(batch, begin, end))
                 loss, batch_sums, batch_kept = task.loss(part[0], part[1], epoch, training)
@@ -284,11 +309,12 @@ def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, opti
                     optimizer.step()
                 for name, value in batch_sums.items():
                     sums[name] = sums[name] + value if name in sums else value
-                    batch_means[name] = batch_means.get(name, 0.0) + value / (end - begin)
                 for name, value in batch_kept.items():
                     kept.setdefault(name, []).append(value)
-                chunks += 1
+                means.add(batch_sums, end - begin, closes=not blocks or (count + end) % blocks == 0)
             count += n
+    means.close()
+    batch_means, chunks = means.sums, means.blocks
     # one collective for all sums: [count, chunks, sum_1, ..., sum_k, batch-mean sum_1, ...] in float64
     names = sorted(sums)
     local = torch.tensor([float(count), float(chunks)] + [float(sums[n]) for n in names]

@@ -112,7 +112,7 @@ def read_metrics(path: Path) -> tuple[str, dict[str, Any] | None, str]:
         return "corrupt", None, f"{path.name} is not a JSON object"
     if data.get("status", "done") != "done":
         return "corrupt", None, f"{path.name} has status {data.get('status')!r}"
-    return "done", data, ""
+    return "done", data, str(data.get("note") or "")
 
 
 @dataclass
