@@ -58,6 +58,17 @@ def load_backbone(net, model_name: str, path: str) -> None:
     net.load_state_dict(kept, strict=False)
 
 
+def check_rhemo_leakage(cfg: dict, store, selection, runtime: device.Runtime):
+    """The RH-emo test-leakage check (None without a loaded RH-emo); its lines are printed once."""
+    if not cfg["use_r2he"] or cfg["r2he_model_path"] is None:
+        return None
+    check = provenance.check_test_overlap(cfg["r2he_model_path"], store, cfg, selection.rows["test"])
+    if runtime.is_main:
+        for line in check.lines:
+            print(line, flush=True)
+    return check
+
+
 def train(cfg: dict, runtime: device.Runtime) -> None:
     """One run from the validated config: data, model, fit, final evaluation, run folder."""
     device.seed_everything(cfg["seed"])
@@ -69,12 +80,7 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
     norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
                                       frames=data.pad_start(store.feature_settings))
     task = loop.SERTask(len(selection.label_names), cfg["save_model_metric"])
-    rhemo_check = None
-    if cfg["use_r2he"] and cfg["r2he_model_path"] is not None:
-        rhemo_check = provenance.check_test_overlap(cfg["r2he_model_path"], store, cfg, selection.rows["test"])
-        if runtime.is_main:
-            for line in rhemo_check.lines:
-                print(line, flush=True)
+    rhemo_check = check_rhemo_leakage(cfg, store, selection, runtime)
 
     # front end: frozen RH-emo with cached embeddings, RH-emo run per batch, or the raw spectrogram
     rhemo = source = frontend = None
@@ -135,13 +141,9 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
                              title=f"{which}, segments")
         plots.plot_confusion(shown["utt_confusion"], selection.label_names, out / "confusion_utterance.png",
                              title=f"{which}, utterances")
-    checked = {} if rhemo_check is None else {
-        "rhemo_check": {"status": rhemo_check.status, "labelled_overlap": rhemo_check.labelled_overlap,
-                        "label_free_overlap": rhemo_check.label_free_overlap},
-        "note": "" if rhemo_check.status == "clean" else f"RH-emo: {rhemo_check.status}"}
     loop.write_metrics(out, {"script": "ser", "model_name": model_name, "quat": cfg["model_quat"],
                              "params": count_parameters(net), "label_names": selection.label_names,
-                             **checked, **results}, state)
+                             **(rhemo_check.record() if rhemo_check else {}), **results}, state)
     if runtime.is_main:
         for split, values in results.items():
             if values:

@@ -76,6 +76,12 @@ class OverlapCheck:
     labelled_overlap: int = 0
     label_free_overlap: int = 0
 
+    def record(self) -> dict:
+        """The run record's entries: ``rhemo_check`` and a spreadsheet ``note`` when the check is not clean."""
+        return {"rhemo_check": {"status": self.status, "labelled_overlap": self.labelled_overlap,
+                                "label_free_overlap": self.label_free_overlap},
+                "note": "" if self.status == "clean" else f"RH-emo: {self.status}"}
+
 
 def _training_utterances(store: Any, cfg: dict, stage: dict) -> set:
     from rhemo.engine.data import select_rows
