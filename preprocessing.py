@@ -1,10 +1,12 @@
 """Turn a speech emotion corpus into a segment store (spectrogram segments + tables) for training.
 
+    python3 preprocessing.py            # IEMOCAP from input_iemocap_folder of preprocessing_config.ini
     python3 preprocessing.py --dataset iemocap --input /data/IEMOCAP_full_release --output data/stores
 
 writes ``OUTPUT/<dataset>/{predictors.npy, segments.csv, skipped.csv, info.json}`` (see rhemo/data/store.py).
-Defaults come from preprocessing_config.ini next to this script; command-line flags override them. An
-interrupted run resumes when the same command is run again.
+Defaults come from preprocessing_config.ini next to this script; command-line flags override them. With no
+arguments the dataset is IEMOCAP and the store goes to data/stores/iemocap, where the experiment files look.
+An interrupted run resumes when the same command is run again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from rhemo.data.store import StoreError, store_path, write_store
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "preprocessing_config.ini"
 SECTION = "preprocessing"
-_PATH_KEYS = tuple(f"input_{d}" for d in DATASETS) + ("output",)
+DEFAULT_DATASET = "iemocap"
+#: ini key of each corpus folder, named as in the authors' ini (input_iemocap_folder); 'folder' is the generic layout
+INPUT_KEYS = {d: "input_folder" if d == "folder" else f"input_{d}_folder" for d in DATASETS}
+OUTPUT_KEY = "output_folder"
+#: names of earlier versions of this repository, still accepted
+PATH_ALIASES = {**{f"input_{d}": key for d, key in INPUT_KEYS.items() if d != "folder"}, "output": OUTPUT_KEY}
+_PATH_KEYS = tuple(INPUT_KEYS.values()) + (OUTPUT_KEY,)
 _FEATURE_FIELDS = {f.name: f for f in dataclasses.fields(FeatureSettings)}
 _FEATURE_HELP = {
     "sample_rate": "target sample rate in Hz (files are resampled to it)",
@@ -67,8 +75,23 @@ def _convert(name: str, text: str):
         raise UsageError(f"{name}: {exc}") from None
 
 
+def _canonical_keys(values: dict, path: Path) -> tuple[dict, dict]:
+    """(values under their current names, current name → name as written in the file); an alias and its
+    current name both present is an error naming both."""
+    renamed, written = {}, {}
+    for key, text in values.items():
+        name = PATH_ALIASES.get(key, key)
+        if name in renamed:
+            raise UsageError(f"{path}: both {written[name]} and {key} are set; keep only {name}")
+        renamed[name], written[name] = text, key
+    return renamed, written
+
+
 def read_config(path: Path) -> dict:
-    """The [preprocessing] section as typed values; relative folders resolved against the file's folder."""
+    """The [preprocessing] section as typed values; relative folders resolved against the file's folder.
+
+    Path keys are returned under their current names (``input_iemocap_folder``, ``output_folder``); the
+    ``"key_names"`` entry maps each of them to the name written in the file (an old alias or itself)."""
     if not path.is_file():
         raise UsageError(f"configuration file {path} not found")
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
@@ -78,12 +101,12 @@ def read_config(path: Path) -> dict:
         raise UsageError(f"{path}: {exc}") from None
     if not parser.has_section(SECTION):
         raise UsageError(f"{path}: no [{SECTION}] section")
-    values = dict(parser.items(SECTION))
+    values, written = _canonical_keys(dict(parser.items(SECTION)), path)
     known = set(_PATH_KEYS) | set(_FEATURE_FIELDS) | {"workers"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(f"{path}: unknown key(s) {unknown} in [{SECTION}]; known: {sorted(known)}")
-    config: dict = {}
+    config: dict = {"key_names": written}
     for key, text in values.items():
         if key in _PATH_KEYS:
             config[key] = str((path.parent / text).resolve()) if text else ""
@@ -107,9 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "segments.csv, skipped.csv, info.json). Defaults come from preprocessing_config.ini next "
                     "to this script. Re-running an interrupted command resumes it.",
     )
-    parser.add_argument("--dataset", required=True, choices=DATASETS, help="corpus layout to read")
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, choices=DATASETS,
+                        help=f"corpus layout to read (default: {DEFAULT_DATASET})")
     parser.add_argument("--input", help="corpus folder (for 'folder' also a CSV manifest); default: "
-                                        "input_<dataset> of the config file")
+                                        "input_<dataset>_folder of the config file")
     parser.add_argument("--output", help="folder that receives the store <output>/<name>/ (default: config)")
     parser.add_argument("--name", help="store folder name (default: the dataset name)")
     parser.add_argument("--workers", type=int, help="worker processes (default: config; 0 = all cores)")
@@ -124,6 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _input_path(args: argparse.Namespace, config: dict) -> str:
+    """The corpus path from --input or the config file; a path that does not exist names where it came from."""
+    if args.input:
+        if not Path(args.input).exists():
+            raise UsageError(f"--input {args.input}: no such file or folder")
+        return args.input
+    key = INPUT_KEYS[args.dataset]
+    written = config["key_names"].get(key, key)
+    input_path = config.get(key)
+    if not input_path:
+        raise UsageError(f"no input folder: pass --input or set {key} in {args.config}")
+    if not Path(input_path).exists():
+        raise UsageError(f"{written} = {input_path} in {args.config}: no such folder; put the path of your "
+                         f"{args.dataset} copy there (or pass --input)")
+    return input_path
+
+
 def run(args: argparse.Namespace) -> int:
     config = read_config(Path(args.config).resolve())
     feature_values = {k: v for k, v in config.items() if k in _FEATURE_FIELDS}
@@ -136,12 +177,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
-    input_path = args.input or config.get(f"input_{args.dataset}")
-    if not input_path:
-        raise UsageError(f"no input folder: pass --input or set input_{args.dataset} in {args.config}")
-    output = args.output or config.get("output")
+    input_path = _input_path(args, config)
+    output = args.output or config.get(OUTPUT_KEY)
     if not output:
-        raise UsageError(f"no output folder: pass --output or set output in {args.config}")
+        raise UsageError(f"no output folder: pass --output or set {OUTPUT_KEY} in {args.config}")
     workers = args.workers if args.workers is not None else config.get("workers", 0)
     if workers < 0:
         raise UsageError(f"workers must be >= 0, got {workers}")

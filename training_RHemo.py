@@ -5,7 +5,8 @@ Stage 1 (reconstruction only, loss_beta 0) trains on every segment of the store 
 valence/arousal/dominance heads on the 4-class view. The loss is reference §3: BCE between the mean of the
 decoder's output channels and the max-normalised input, plus beta·(beta_class·CE + beta_vad·(BCE_v+BCE_a+BCE_d)).
 
-Run folder (output_dir): config.json, log.csv, checkpoint.pt (best validation total loss), last.pt (resume
+Run folder (output_dir): config.json, log.csv, checkpoint.pt (best validation total loss; its ``provenance``
+records the store, split and, per stage, whether labels were used, for the SER leakage check), last.pt (resume
 state, removed at the end), curves.png, metrics.json (written last: the run finished).
 
 Examples:
@@ -23,7 +24,7 @@ import sys
 
 from models.registry import count_parameters, create_model
 from rhemo.data.store import SegmentStore
-from rhemo.engine import config, data, device, loop, plots
+from rhemo.engine import config, data, device, loop, plots, provenance
 from rhemo.engine.weights import load_rhemo
 
 MODEL_NAME = "simple_autoencoder_2_vad"
@@ -48,13 +49,16 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     out = loop.prepare_output_dir(cfg["output_dir"], cfg, "training_RHemo.py", force=force)
     task = loop.RHemoTask(alpha=cfg["loss_alpha"], beta=cfg["loss_beta"], beta_class=cfg["loss_beta_class"],
                           beta_vad=cfg["loss_beta_vad"], warmup_epochs=cfg["emo_loss_warmup_epochs"],
-                          holes=cfg["emo_loss_holes"], monitor=cfg["save_model_metric"])
+                          holes=cfg["emo_loss_holes"], monitor=cfg["save_model_metric"],
+                          recon_div4=cfg["loss_recon_div4"])
 
     # data: label view + split of the store, normalised by the training split's maximum
     store = SegmentStore(cfg["store_path"])
     selection = data.select_rows(store, cfg)
-    norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"])
+    norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
+                                      frames=data.pad_start(store.feature_settings))
     datasets = data.make_datasets(store.predictors, selection, norm)
+    origin = provenance.rhemo_provenance(cfg, store, cfg["load_pretrained"])
     batch, workers = cfg["batch_size"], cfg["num_workers"]
     train_loader = data.make_train_loader(datasets["train"], batch, cfg["seed"], runtime, workers)
     eval_loaders = {s: data.make_eval_loader(ds, batch, runtime, workers) for s, ds in datasets.items()}
@@ -76,7 +80,7 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
                 "state_dict": {k: v.detach().cpu() for k, v in trained.state_dict().items()},
                 "label_names": selection.label_names, "label_view": cfg["label_view"],
                 "dataset": store.dataset, "normalisation": norm.to_dict(),
-                "feature_settings": store.feature_settings.to_dict(), "rhemo": None}
+                "feature_settings": store.feature_settings.to_dict(), "rhemo": None, "provenance": origin}
 
     state = loop.fit(model, task, train_loader, eval_loaders["val"], cfg=cfg, runtime=runtime, output_dir=out,
                      payload_fn=checkpoint_payload, show_keys=["total", "recon", "emo", "acc"])

@@ -2,9 +2,10 @@
 
 Quaternion networks (model_quat true) read RH-emo's (4, 64, 64) embedding of each normalised 4-s spectrogram;
 real baselines (model_quat false, use_r2he false) read the (1, 512, 128) spectrogram itself. RH-emo is loaded
-from r2he_model_path and kept frozen in eval mode (the authors left it in train mode); its embeddings are then
-computed once and cached next to the store (cache_embeddings). finetune_r2he trains its encoder end to end
-with the network instead.
+from r2he_model_path and kept frozen in eval mode (the authors left it in train mode: r2he_bn_mode batch); its
+embeddings are then computed once and cached next to the store (cache_embeddings). finetune_r2he trains its
+encoder end to end with the network instead. Before training, the run checks that none of its test utterances
+was in the training split of a labelled stage of that RH-emo (rhemo.engine.provenance).
 
 Metrics per split: loss, WA (accuracy), UA (mean per-class recall), macro F1 and the confusion matrix, at
 segment level (the paper's) and at utterance level (utt_*, segment logits averaged per utterance).
@@ -28,7 +29,7 @@ import sys
 
 from models.registry import count_parameters, create_model, final_layer_prefix
 from rhemo.data.store import SegmentStore
-from rhemo.engine import config, data, device, embeddings, loop, plots
+from rhemo.engine import config, data, device, embeddings, loop, plots, provenance
 from rhemo.engine.checkpoint import load_checkpoint, plain_state_dict
 
 
@@ -59,6 +60,17 @@ def load_backbone(net, model_name: str, path: str) -> None:
     net.load_state_dict(kept, strict=False)
 
 
+def check_rhemo_leakage(cfg: dict, store, selection, runtime: device.Runtime):
+    """The RH-emo test-leakage check (None without a loaded RH-emo); its lines are printed once."""
+    if not cfg["use_r2he"] or cfg["r2he_model_path"] is None:
+        return None
+    check = provenance.check_test_overlap(cfg["r2he_model_path"], store, cfg, selection.rows["test"])
+    if runtime.is_main:
+        for line in check.lines:
+            print(line, flush=True)
+    return check
+
+
 def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     """One run from the validated config: data, model, fit, final evaluation, run folder. ``force`` retrains
     in a folder holding a finished run or a run of another config (see loop.prepare_output_dir)."""
@@ -68,14 +80,17 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     # data: label view + split of the store, normalisation from the training split
     store = SegmentStore(cfg["store_path"])
     selection = data.select_rows(store, cfg)
-    norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"])
+    norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
+                                      frames=data.pad_start(store.feature_settings))
     task = loop.SERTask(len(selection.label_names), cfg["save_model_metric"])
+    rhemo_check = check_rhemo_leakage(cfg, store, selection, runtime)
 
     # front end: frozen RH-emo with cached embeddings, RH-emo run per batch, or the raw spectrogram
     rhemo = source = frontend = None
     if cfg["use_r2he"]:
         rhemo, source = embeddings.load_frontend(cfg["r2he_model_path"], runtime.device)
-    if rhemo is not None and cfg["cache_embeddings"] and not cfg["finetune_r2he"]:
+    per_batch_bn = cfg["r2he_bn_mode"] == "batch"
+    if rhemo is not None and cfg["cache_embeddings"] and not cfg["finetune_r2he"] and not per_batch_bn:
         features = embeddings.cached_embeddings(store, rhemo, norm, runtime.device, progress=runtime.is_main,
                                                 cache_dir=cfg["embeddings_cache"])
         datasets = data.make_datasets(features, selection, None)
@@ -83,8 +98,10 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     else:
         datasets = data.make_datasets(store.predictors, selection, norm)
         if rhemo is not None:
-            frontend = embeddings.RHemoEncoder(rhemo, trainable=cfg["finetune_r2he"])
+            frontend = embeddings.RHemoEncoder(rhemo, trainable=cfg["finetune_r2he"], bn_mode=cfg["r2he_bn_mode"])
         mode = "fine-tuned" if cfg["finetune_r2he"] else "frozen"
+        if per_batch_bn:
+            mode += ", BatchNorm with batch statistics, no cache"
         input_desc = "spectrogram (1x512x128)" if rhemo is None else f"RH-emo embeddings per batch ({mode})"
     batch, workers = cfg["batch_size"], cfg["num_workers"]
     train_loader = data.make_train_loader(datasets["train"], batch, cfg["seed"], runtime, workers)
@@ -130,7 +147,7 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
                              title=f"{which}, utterances")
     loop.write_metrics(out, {"script": "ser", "model_name": model_name, "quat": cfg["model_quat"],
                              "params": count_parameters(net), "label_names": selection.label_names,
-                             **results}, state)
+                             **(rhemo_check.record() if rhemo_check else {}), **results}, state)
     if runtime.is_main:
         for split, values in results.items():
             if values:

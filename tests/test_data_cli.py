@@ -1,5 +1,6 @@
 """preprocessing.py: config defaults, flag overrides, summary, and one-line errors."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,7 @@ def test_cli_bad_values(tmp_path, capsys):
 
 def test_config_is_read_next_to_the_script(tmp_path):
     config = preprocessing.read_config(preprocessing.DEFAULT_CONFIG)
-    assert config["output"] == str(REPO / "data" / "stores") and config["n_fft"] == 256
+    assert config["output_folder"] == str(REPO / "data" / "stores") and config["n_fft"] == 256
     assert config["time_reversed"] is True
     root = emodb(tmp_path / "emodb")
     result = subprocess.run([sys.executable, str(REPO / "preprocessing.py"), "--dataset", "emodb", "--input",
@@ -68,3 +69,43 @@ def test_config_is_read_next_to_the_script(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert len(SegmentStore(tmp_path / "out" / "emodb")) == 3
+
+
+def _ini(tmp_path, body: str):
+    path = tmp_path / "p.ini"
+    path.write_text("[preprocessing]\n" + body)
+    return path
+
+
+def test_no_arguments_means_iemocap_from_input_iemocap_folder(tmp_path, capsys):
+    parser_defaults = preprocessing.build_parser().parse_args([])
+    assert parser_defaults.dataset == "iemocap"
+    ini = _ini(tmp_path, "input_iemocap_folder = nowhere/IEMOCAP\noutput_folder = out\n")
+    code = preprocessing.main(["--config", str(ini)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"input_iemocap_folder = {tmp_path / 'nowhere' / 'IEMOCAP'} in {ini}" in err
+
+
+def test_old_key_names_are_aliases_and_a_missing_path_names_the_key_as_written(tmp_path, capsys):
+    root = emodb(tmp_path / "emodb")
+    ini = _ini(tmp_path, f"input_emodb = {root}\noutput = out\ninput_iemocap = gone\n")
+    config = preprocessing.read_config(ini)
+    assert config["input_emodb_folder"] == str(root) and config["output_folder"] == str(tmp_path / "out")
+    assert preprocessing.main(["--config", str(ini), "--dataset", "emodb", "--workers", "1", "--no-progress"]) == 0
+    assert len(SegmentStore(tmp_path / "out" / "emodb")) == 3
+    assert preprocessing.main(["--config", str(ini)]) == 2
+    assert "input_iemocap = " in capsys.readouterr().err
+    both = _ini(tmp_path, "input_tess = a\ninput_tess_folder = b\n")
+    assert preprocessing.main(["--config", str(both), "--dataset", "tess"]) == 2
+    assert "both input_tess and input_tess_folder" in capsys.readouterr().err
+
+
+def test_shipped_ini_uses_the_seed_names_and_the_experiments_store():
+    text = (REPO / "preprocessing_config.ini").read_text()
+    assert "\ninput_iemocap_folder = " in text and "\ninput_iemocap = " not in text
+    config = preprocessing.read_config(preprocessing.DEFAULT_CONFIG)
+    assert Path(config["output_folder"]) / "iemocap" == REPO / "data" / "stores" / "iemocap"
+    for number in (1, 2, 3):
+        experiment = json.loads(next((REPO / "experiments").glob(f"{number}_*.txt")).read_text())
+        assert experiment["global_parameters"]["store_path"] == "data/stores/iemocap"

@@ -268,15 +268,17 @@ def test_same_seed_same_metrics_and_resume_after_interruption(tmp_path, monkeypa
     assert drop(log_c) == drop(log_a)
 
 
-def test_early_stopping_counts_strict_improvements(tmp_path):
+@pytest.mark.parametrize("rule, epochs", [("patience", 3), ("authors", 4)])
+def test_early_stopping_counts_strict_improvements(tmp_path, rule, epochs):
     store = make_store(tmp_path / "store", FOUR * 3)
     out = tmp_path / "run"
-    # learning rate 0: the validation loss never strictly improves after epoch 1 → stop after 1 + patience
+    # learning rate 0: the validation loss never strictly improves after epoch 1 → the patience rule stops after
+    # 1 + patience epochs; the authors' rule with patience 2 always stops at 0-based epoch 3, i.e. after 4
     cfg = ser_config(store, out, num_epochs=10, learning_rate=0.0, early_stopping=True, patience=2,
-                     num_workers=2)  # also runs the DataLoader worker processes over the memmap
+                     early_stopping_rule=rule, num_workers=2)  # also runs DataLoader workers over the memmap
     assert run_script("training_SER.py", cfg, tmp_path) == 0
     metrics = read_metrics(out)
-    assert metrics["epochs"] == 3 and metrics["best_epoch"] == 1
+    assert metrics["epochs"] == epochs and metrics["best_epoch"] == 1
 
 
 def test_monitor_must_suit_the_script():

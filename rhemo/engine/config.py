@@ -98,7 +98,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _opt("train_fraction", "float", 1.0, "Keep only this fraction of the training utterances (ablation on "
          "reduced data).", minimum=0.0),
     _opt("normalisation", "str", "max", "max: divide by the training-split maximum (the authors' way). "
-         "zscore: subtract the training mean, divide by the training std.", choices=("max", "zscore")),
+         "zscore: subtract the training mean, divide by the training std, both over the real STFT frames; the "
+         "zero rows padding a segment to time_frames stay 0 (the authors' '0mean', used by their real "
+         "baselines).", choices=("max", "zscore")),
     # reproducibility and hardware
     _opt("seed", "int", 1, "Seed of splits, initialisation and batch order."),
     _opt("gpu_id", "int", 0, "CUDA device to use when CUDA is available; otherwise the run uses the CPU and "
@@ -117,9 +119,27 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
          "torchrun).", minimum=1),
     _opt("learning_rate", "float", {"rhemo": 1e-3, "ser": 1e-5}, "Adam learning rate.", minimum=0.0),
     _opt("regularization_lambda", "float", 0.0, "Adam weight decay (L2).", minimum=0.0),
-    _opt("early_stopping", "bool", True, "Stop when the monitored validation metric has not improved for "
-         "'patience' epochs."),
+    _opt("early_stopping", "bool", True, "Stop early when the monitored validation metric stops improving "
+         "(see early_stopping_rule)."),
     _opt("patience", "int", {"rhemo": 100, "ser": 20}, "Early-stopping patience in epochs.", minimum=1),
+    # authors' protocol switches
+    _opt("early_stopping_rule", "str", "authors", "authors: from 0-based epoch patience+1 on, stop when the oldest "
+         "of the last patience-1 validation values is their best (ties included; patience 1 looks at the whole "
+         "history, patience 2 stops at epoch index 3). patience: stop after 'patience' epochs without a strict "
+         "improvement.", choices=("authors", "patience")),
+    _opt("loss_averaging", "str", "batch", "How validation/test losses that select the checkpoint and drive early "
+         "stopping are averaged: batch = mean of per-batch means over batches of batch_size in store order (the "
+         "authors); sample = mean over segments. Both are reported.", choices=("batch", "sample")),
+    _opt("loss_recon_div4", "bool", False, "true: the reconstruction is the decoder's channel sum divided by 4 "
+         "whatever the channel count (the authors; shrinks the real decoder's output by 4, for their real RH-emo "
+         "ablation). false: mean over the channels. Identical for the quaternion decoder.", scripts=_R),
+    _opt("r2he_bn_mode", "str", "eval", "RH-emo's encoder BatchNorms during SER. eval: running statistics, "
+         "frozen, embeddings cached (recommended). batch: each batch's own statistics in training, validation "
+         "and test, embeddings computed per batch, no cache (the authors never called eval()).", scripts=_S,
+         choices=("eval", "batch")),
+    _opt("allow_rhemo_test_overlap", "bool", False, "Run even when SER test utterances were in the training "
+         "split of a labelled (loss_beta > 0) stage of the RH-emo in r2he_model_path; false refuses such a "
+         "leaking run.", scripts=_S),
     _opt("save_model_metric", "str", {"rhemo": "total_loss", "ser": "loss"},
          "Validation metric that selects the best checkpoint and drives early stopping. RH-emo: total_loss "
          "or recon. SER: loss, acc (= wa), wa, ua or f1.", choices=MONITORS),

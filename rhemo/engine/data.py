@@ -41,8 +41,7 @@ from rhemo.engine.device import Runtime
 
 __all__ = ["NORMALISATIONS", "Normalisation", "compute_normalisation", "Selection", "select_rows",
            "SegmentDataset", "make_datasets", "ShardSampler", "GlobalBatchSampler", "make_train_loader",
-           "make_eval_loader",
-           "DataError"]
+           "make_eval_loader", "DataError", "pad_start"]
 
 NORMALISATIONS = ("max", "zscore")
 SPLITS = ("train", "val", "test")
@@ -58,21 +57,28 @@ class Normalisation:
 
     ``max``: x / max (the authors' way; the training split then lies in [0, 1]).
     ``zscore``: (x - mean) / std. Both constants are always recorded (the unused ones are for reference).
+    ``frames``: rows of a segment that hold STFT frames (501 of 512 by default); the rows after them pad the
+    segment and stay 0 after normalisation, as in the authors' code, which normalised before padding. None:
+    no pad rows.
     """
     kind: str
     max: float
     mean: float
     std: float
+    frames: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in NORMALISATIONS:
             raise DataError(f"normalisation kind must be one of {NORMALISATIONS}, got {self.kind!r}")
 
     def apply(self, x: Any) -> Any:
-        """Normalise a numpy array or torch tensor of any shape (returns a new array/tensor)."""
+        """Normalise a numpy array or torch tensor of shape (..., T, F) (returns a new array/tensor)."""
         if self.kind == "max":
             return x / self.max
-        return (x - self.mean) / self.std
+        out = (x - self.mean) / self.std
+        if self.frames is not None:
+            out[..., self.frames:, :] = 0
+        return out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,19 +87,33 @@ class Normalisation:
     def from_dict(cls, data: dict) -> "Normalisation":
         """Inverse of :meth:`to_dict`; raises DataError naming the missing key."""
         try:
+            frames = data.get("frames")
             return cls(kind=str(data["kind"]), max=float(data["max"]), mean=float(data["mean"]),
-                       std=float(data["std"]))
+                       std=float(data["std"]), frames=None if frames is None else int(frames))
         except (KeyError, TypeError) as err:
             raise DataError(f"normalisation record {data!r} lacks or mistypes {err}") from None
 
 
-def compute_normalisation(array: np.ndarray, rows: np.ndarray, kind: str, chunk_rows: int = 64) -> Normalisation:
-    """Max, mean and (population) std of ``array[rows]``, read ``chunk_rows`` rows at a time.
+def pad_start(settings: Any) -> int | None:
+    """First pad row of a stored segment (its STFT frame count), or None when the segments have no pad rows.
+
+    ``settings``: the store's ``FeatureSettings``. The authors' statistics also covered the Nyquist bin, which
+    the store does not keep; ours are over the 128 stored bins.
+    """
+    frames = int(settings.frames_per_segment)
+    return frames if frames < int(settings.time_frames) else None
+
+
+def compute_normalisation(array: np.ndarray, rows: np.ndarray, kind: str, chunk_rows: int = 64,
+                          frames: int | None = None) -> Normalisation:
+    """Max, mean and (population) std of ``array[rows, :frames]``, read ``chunk_rows`` rows at a time.
 
     Args:
-        array: (N, ...) float array, typically the store's read-only memmap.
+        array: (N, T, F) float array, typically the store's read-only memmap.
         rows: (n,) int64 row indices of the training segments.
         kind: 'max' or 'zscore' (which constant :meth:`Normalisation.apply` uses).
+        frames: the statistics cover the first ``frames`` rows of each segment, the real STFT frames
+            (:func:`pad_start`); the pad rows after them are left out and stay 0 after z-scoring. None: all.
 
     Chunk statistics are merged with Chan et al.'s pairwise formula in float64, so the result does not depend
     on the chunk size beyond rounding and never holds more than one chunk in memory.
@@ -105,7 +125,7 @@ def compute_normalisation(array: np.ndarray, rows: np.ndarray, kind: str, chunk_
         raise DataError("cannot compute the normalisation: the training split is empty")
     peak, count, mean, m2 = -math.inf, 0, 0.0, 0.0
     for start in range(0, rows.size, chunk_rows):
-        chunk = np.asarray(array[rows[start:start + chunk_rows]], dtype=np.float64)
+        chunk = np.asarray(array[rows[start:start + chunk_rows], :frames], dtype=np.float64)
         if not np.isfinite(chunk).all():
             raise DataError("the training predictors contain nan or inf values; re-run preprocessing")
         n_b = chunk.size
@@ -122,7 +142,7 @@ def compute_normalisation(array: np.ndarray, rows: np.ndarray, kind: str, chunk_
         raise DataError(f"cannot normalise by the training maximum: it is {peak} (all-silent training data?)")
     if kind == "zscore" and std == 0:
         raise DataError("cannot z-score: the training predictors are constant (std 0)")
-    return Normalisation(kind=kind, max=peak, mean=mean, std=std)
+    return Normalisation(kind=kind, max=peak, mean=mean, std=std, frames=frames)
 
 
 @dataclass

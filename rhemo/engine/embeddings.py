@@ -9,7 +9,9 @@ Two deliberate changes from the authors' SER script, where RH-emo stayed in trai
 batch statistics and kept updating their running averages during SER training) and ``backprop_r2he`` was a
 no-op:
 
-* a frozen front end is always in ``eval()`` mode and runs under ``torch.no_grad()``;
+* a frozen front end is in ``eval()`` mode and runs under ``torch.no_grad()``; ``r2he_bn_mode: batch``
+  (:class:`RHemoEncoder` ``bn_mode='batch'``) restores the authors' behaviour: the encoder stays in train mode,
+  so its BatchNorms normalise each batch with that batch's statistics, in training, validation and test;
 * ``finetune_r2he`` really trains the encoder: its parameters join the optimiser and gradients flow into them.
 
 Embedding cache. A frozen encoder maps each normalised segment to a fixed embedding, so the embeddings of
@@ -111,22 +113,27 @@ def load_frontend(path: str | os.PathLike | None, device: torch.device) -> tuple
 class RHemoEncoder(nn.Module):
     """RH-emo's encoder as a module: (N, 1, 512, 128) normalised spectrograms → (N, 4, 64, 64) embeddings.
 
-    ``trainable=False``: parameters frozen, always in eval mode (``.train()`` does not change that), forward
-    under ``no_grad``. ``trainable=True``: the encoder's parameters (and only them: decoder and heads are
-    unused) require grad and follow the usual train/eval switch.
+    ``trainable=False``: parameters frozen, forward under ``no_grad``. ``trainable=True``: the encoder's
+    parameters (and only them: decoder and heads are unused) require grad. ``bn_mode='eval'``: a frozen encoder
+    is always in eval mode (``.train()`` does not change that), a trainable one follows the usual train/eval
+    switch. ``bn_mode='batch'``: always in train mode, so the BatchNorms use each batch's statistics (and update
+    their running averages), as the authors' SER script left RH-emo.
     """
 
-    def __init__(self, rhemo: nn.Module, trainable: bool = False) -> None:
+    def __init__(self, rhemo: nn.Module, trainable: bool = False, bn_mode: str = "eval") -> None:
         super().__init__()
+        if bn_mode not in ("eval", "batch"):
+            raise ValueError(f"bn_mode must be 'eval' or 'batch', got {bn_mode!r}")
         self.rhemo = rhemo
         self.trainable = bool(trainable)
+        self.bn_mode = bn_mode
         encoder_keys = set(rhemo.encoder_state_dict())
         for name, param in rhemo.named_parameters():
             param.requires_grad_(self.trainable and name in encoder_keys)
         self.train(False)
 
     def train(self, mode: bool = True) -> "RHemoEncoder":
-        return super().train(mode and self.trainable)
+        return super().train(self.bn_mode == "batch" or (mode and self.trainable))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.trainable:

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from rhemo.engine import report, runfolder
+from rhemo.engine import protocol, report, runfolder
 from rhemo.engine.config import SCRIPT_FILES, ConfigError, coerce, options_for, validate
 from rhemo.engine.device import LAUNCHER_PID_ENV
 
@@ -575,6 +575,7 @@ def print_plan(plans: list[tuple[Experiment, list[RunPlan]]], opts: LaunchOption
             quat = "quaternion" if plan.config.get("model_quat") else "real"
             print(f"  run {plan.run}: {plan.script_file} {model} ({quat}), {plan.config['num_folds']} fold(s), "
                   f"nproc {plan.nproc}", file=console)
+            print(f"    rules: {protocol.describe_rules(plan.config, plan.kind)}", file=console)
             for fold in range(plan.config["num_folds"]):
                 fold_dir = plan.run_dir(opts.output_folder) / f"fold{fold}"
                 state = "finished, skip" if fold_finished(fold_dir) and not opts.force else "to run"

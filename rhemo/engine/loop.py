@@ -7,7 +7,9 @@ A *task* says what one batch means (:class:`SERTask`: cross-entropy and classifi
 * each epoch a training pass and a validation pass; metrics are reduced over all processes under torchrun, so
   every rank takes the same early-stopping decision;
 * the best epoch on the monitored validation metric (strict improvement; minimum for losses, maximum for
-  wa/ua/f1) is written to ``checkpoint.pt``; training stops after ``patience`` epochs without improvement;
+  wa/ua/f1; epoch 1 always) is written to ``checkpoint.pt``; losses are by default the mean of per-batch means
+  (``loss_averaging``); early stopping follows ``early_stopping_rule`` (the authors' window rule or our
+  ``patience`` epochs without improvement), see :mod:`rhemo.engine.protocol`;
 * ``last.pt`` (model, optimiser, history, best state, RNG states) is rewritten atomically after every epoch.
   Re-running the same command after a crash or Ctrl-C resumes after the last finished epoch. The randomness of
   an epoch (batch order, dropout) is re-seeded from (seed, epoch, rank), so a resumed run gives exactly the
@@ -37,7 +39,7 @@ from torch import nn
 
 from rhemo.data.store import StoreError
 from rhemo.engine import device as dev
-from rhemo.engine import losses, metrics, runfolder
+from rhemo.engine import losses, metrics, protocol, runfolder
 from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from rhemo.engine.config import ConfigError
 from rhemo.engine.data import DataError
@@ -68,7 +70,7 @@ MONITORS = {
 #: Config keys that may change between an interrupted run and its resumption (they do not change the maths
 #: of the epochs already run).
 RESUME_FREE_KEYS = frozenset({"num_epochs", "early_stopping", "patience", "num_workers", "gpu_id", "use_cuda",
-                              "comment_1", "comment_2", "output_dir"})
+                              "comment_1", "comment_2", "output_dir", "early_stopping_rule"})
 
 #: Callables ``hook(epoch)`` run after each finished epoch (1-based), once ``last.pt`` is on disk. Empty in
 #: normal runs; tests use it to simulate an interruption at a chosen epoch.
@@ -160,6 +162,8 @@ class Task:
     """
 
     script: str = ""
+    #: the metric whose mean over batches of batch_size is reported as ``<accuracy_key>_batchmean``
+    accuracy_key: str = "wa"
 
     def __init__(self, monitor: str) -> None:
         choices = MONITORS[self.script]
@@ -215,12 +219,13 @@ class RHemoTask(Task):
     """
 
     script = "rhemo"
+    accuracy_key = "acc"
 
     def __init__(self, *, alpha: float, beta: float, beta_class: float, beta_vad: float, warmup_epochs: int = 0,
-                 holes: int = 0, monitor: str = "total_loss") -> None:
+                 holes: int = 0, monitor: str = "total_loss", recon_div4: bool = False) -> None:
         super().__init__(monitor)
         self.alpha, self.beta, self.beta_class, self.beta_vad = alpha, beta, beta_class, beta_vad
-        self.warmup_epochs, self.holes = warmup_epochs, holes
+        self.warmup_epochs, self.holes, self.recon_div4 = warmup_epochs, holes, recon_div4
 
     def weights(self, epoch: int | None, training: bool) -> tuple[float, float]:
         """(beta, beta_vad) for a pass: scheduled on training epochs (0-based), the configured ones otherwise."""
@@ -233,7 +238,8 @@ class RHemoTask(Task):
         beta, beta_vad = self.weights(epoch, training)
         vad_pred = torch.cat([valence, arousal, dominance], dim=1)
         terms = losses.rhemo_loss(recon, batch["x"], logits, vad_pred, batch["target"], batch["vad"],
-                                  alpha=self.alpha, beta=beta, beta_class=self.beta_class, beta_vad=beta_vad)
+                                  alpha=self.alpha, beta=beta, beta_class=self.beta_class, beta_vad=beta_vad,
+                                  recon_div4=self.recon_div4)
         n = recon.shape[0]
         sums = {name: value.detach() * n for name, value in terms.items()}
         kept = {"logits": logits.detach().float(), "vad_pred": vad_pred.detach().float(),
@@ -265,14 +271,57 @@ def _progress(iterable: Iterable, desc: str, total: int | None = None):
     return tqdm(iterable, desc=desc, total=total, leave=False, disable=not show, dynamic_ncols=True)
 
 
+def _row_slice(value: Any, begin: int, end: int) -> Any:
+    """Rows begin..end-1 of a tensor, or of each tensor of a tuple/list/dict (model outputs, batches)."""
+    if isinstance(value, dict):
+        return {k: _row_slice(v, begin, end) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_row_slice(v, begin, end) for v in value)
+    return value[begin:end]
+
+
+class _BatchMeans:
+    """Sum over batches of each term's per-batch mean; a batch is closed by ``closes`` (or by :meth:`close`)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.blocks = 0
+        self._open: dict[str, torch.Tensor] = {}
+        self._rows = 0
+
+    def add(self, batch_sums: dict[str, torch.Tensor], rows: int, closes: bool) -> None:
+        for name, value in batch_sums.items():
+            self._open[name] = self._open[name] + value if name in self._open else value
+        self._rows += rows
+        if closes:
+            self.close()
+
+    def close(self) -> None:
+        if not self._rows:
+            return
+        for name, value in self._open.items():
+            self.sums[name] = self.sums[name] + value / self._rows if name in self.sums else value / self._rows
+        self.blocks += 1
+        self._open, self._rows = {}, 0
+
+
 def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, optimizer=None, epoch: int | None,
-             amp: bool = False, channels_last: bool = False, desc: str = "") -> dict[str, Any]:
+             amp: bool = False, channels_last: bool = False, desc: str = "",
+             batch_mean_rows: int | None = None) -> dict[str, Any]:
     """One pass over ``loader`` (any iterable of batch dicts): training when ``optimizer`` is given (the model
     must then be in train mode), else evaluation under no_grad. Returns the task's metrics of the pass, reduced
-    over all processes. ``epoch`` (0-based) selects RH-emo's scheduled loss weights; None = configured ones."""
+    over all processes. ``epoch`` (0-based) selects RH-emo's scheduled loss weights; None = configured ones.
+
+    Besides the per-segment means, every summed term gets ``<name>_batchmean``: the mean of per-batch means
+    (the authors' averaging). In evaluation with ``batch_mean_rows = B`` the batches are consecutive blocks of B
+    rows in loader order, whatever the loader's own batch size (under torchrun: of each process's shard), and
+    ``<task.accuracy_key>_batchmean`` is the mean of per-block accuracies over all rows in order; otherwise the
+    batches are the loader's."""
     training = optimizer is not None
+    blocks = None if training else batch_mean_rows
     sums: dict[str, torch.Tensor] = {}
     kept: dict[str, list[torch.Tensor]] = {}
+    means = _BatchMeans()
     count = 0
     grad = nullcontext() if training else torch.no_grad()
     with grad:
@@ -280,31 +329,44 @@ def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, opti
             batch = _to_device(batch, device, channels_last)
             with _autocast(device, amp):
                 outputs = task.forward(model, batch)
-            loss, batch_sums, batch_kept = task.loss(outputs, batch, epoch, training)
-            rows = int(batch["weight"].sum()) if "weight" in batch else int(batch["x"].shape[0])
-            if training:
-                if not torch.isfinite(loss.detach()):
-                    raise NonFiniteLoss(float(loss.detach()))
-                optimizer.zero_grad(set_to_none=True)
-                (loss * _share_of_global_batch(rows)).backward()
-                optimizer.step()
-            if rows == 0:  # a padding row (see rhemo.engine.data.GlobalBatchSampler): no sample to count
-                continue
-            for name, value in batch_sums.items():
-                sums[name] = sums[name] + value if name in sums else value
-            for name, value in batch_kept.items():
-                kept.setdefault(name, []).append(value)
+            n = int(batch["x"].shape[0])
+            rows = int(batch["weight"].sum()) if "weight" in batch else n
+            for begin, end in [(0, n)] if not blocks else protocol.chunk_bounds(count, n, blocks):
+                part = (outputs, batch) if (begin, end) == (0, n) else \
+                    (_row_slice(outputs, begin, end), _row_slice(batch, begin, end))
+                loss, batch_sums, batch_kept = task.loss(part[0], part[1], epoch, training)
+                if training:
+                    if not torch.isfinite(loss.detach()):
+                        raise NonFiniteLoss(float(loss.detach()))
+                    optimizer.zero_grad(set_to_none=True)
+                    (loss * _share_of_global_batch(rows)).backward()
+                    optimizer.step()
+                if rows == 0:  # a padding row (see rhemo.engine.data.GlobalBatchSampler): no sample to count
+                    continue
+                for name, value in batch_sums.items():
+                    sums[name] = sums[name] + value if name in sums else value
+                for name, value in batch_kept.items():
+                    kept.setdefault(name, []).append(value)
+                means.add(batch_sums, end - begin, closes=not blocks or (count + end) % blocks == 0)
             count += rows
-    # one collective for all sums: [count, sum_1, ..., sum_k] in float64
+    means.close()
+    batch_means, chunks = means.sums, means.blocks
+    # one collective for all sums: [count, chunks, sum_1, ..., sum_k, batch-mean sum_1, ...] in float64
     names = sorted(sums)
-    local = torch.tensor([float(count)] + [float(sums[n]) for n in names], dtype=torch.float64)
+    local = torch.tensor([float(count), float(chunks)] + [float(sums[n]) for n in names]
+                         + [float(batch_means[n]) for n in names], dtype=torch.float64)
     total = dev.all_reduce_sum(local)
-    count_all = int(total[0].item())
+    count_all, chunks_all = int(total[0].item()), float(total[1])
     if count_all == 0:
         raise ValueError(f"{desc or 'a pass'}: the loader produced no rows")
-    reduced = {n: float(total[i + 1]) for i, n in enumerate(names)}
+    reduced = {n: float(total[i + 2]) for i, n in enumerate(names)}
     gathered = {n: dev.all_gather_rows(torch.cat(v)) for n, v in kept.items()}
-    return task.summarise(reduced, count_all, gathered)
+    out = task.summarise(reduced, count_all, gathered)
+    out.update({f"{n}_batchmean": float(total[i + 2 + len(names)]) / chunks_all for i, n in enumerate(names)})
+    if batch_mean_rows and not training and {"logits", "target"} <= set(gathered):
+        out[f"{task.accuracy_key}_batchmean"] = protocol.batch_mean_accuracy(
+            gathered["logits"], gathered["target"], batch_mean_rows)
+    return out
 
 
 def _share_of_global_batch(rows: int) -> float:
@@ -323,19 +385,21 @@ def _share_of_global_batch(rows: int) -> float:
 def evaluate_splits(net: nn.Module, task: Task, loaders: dict, runtime: dev.Runtime, cfg: dict) -> dict:
     """:func:`evaluate` on each named loader ({'train': ..., 'val': ..., 'test': ...}); an empty split gives {}."""
     return {name: evaluate(net, task, loader, runtime.device, amp=cfg["amp"], channels_last=cfg["channels_last"],
-                           desc=f"final {name}") if len(loader.dataset) else {}
+                           desc=f"final {name}", batch_mean_rows=cfg["batch_size"]) if len(loader.dataset) else {}
             for name, loader in loaders.items()}
 
 
 def evaluate(model: nn.Module, task: Task, loader, device: torch.device, *, amp: bool = False,
-             channels_last: bool = False, desc: str = "eval") -> dict[str, Any]:
+             channels_last: bool = False, desc: str = "eval", batch_mean_rows: int | None = None) -> dict[str, Any]:
     """Metrics of ``model`` (eval mode, no_grad) over ``loader``; under torchrun each rank passes its shard
-    and every rank gets the metrics of the whole set. Pass the unwrapped network (see :func:`unwrap`)."""
+    and every rank gets the metrics of the whole set. Pass the unwrapped network (see :func:`unwrap`).
+    ``batch_mean_rows``: block size of the ``*_batchmean`` metrics (see :func:`run_pass`)."""
     model = unwrap(model)
     was_training = model.training
     model.eval()
     try:
-        return run_pass(model, task, loader, device, epoch=None, amp=amp, channels_last=channels_last, desc=desc)
+        return run_pass(model, task, loader, device, epoch=None, amp=amp, channels_last=channels_last, desc=desc,
+                        batch_mean_rows=batch_mean_rows)
     finally:
         model.train(was_training)
 
@@ -461,6 +525,25 @@ def _scalars(prefix: str, values: dict[str, Any]) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def monitored_value(val: dict[str, Any], task: Task, cfg: dict) -> tuple[str, float]:
+    """(key, value) of the validation metric that selects the checkpoint and drives early stopping: a loss is
+    the mean of per-batch means under ``loss_averaging: batch`` (the authors), else the per-segment mean."""
+    key = task.monitor_key
+    if task.mode == "min" and cfg["loss_averaging"] == "batch":
+        key = f"{key}_batchmean"
+    return key, float(val[key])
+
+
+def should_stop(state: "FitState", key: str, mode: str, cfg: dict) -> bool:
+    """Early stopping after the epoch just appended to ``state.history``, by ``early_stopping_rule``."""
+    if not cfg["early_stopping"]:
+        return False
+    if cfg["early_stopping_rule"] == "authors":
+        values = [float(row[f"val_{key}"]) for row in state.history]
+        return protocol.authors_should_stop(values, cfg["patience"], mode)
+    return state.bad_epochs >= cfg["patience"]
+
+
 def _improved(value: float, best: float | None, mode: str) -> bool:
     if not math.isfinite(value):
         return False
@@ -570,8 +653,9 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
             except NonFiniteLoss as exc:
                 raise TrainingDiverged(_divergence_message(exc.value, epoch + 1, cfg, out / LAST_FILE,
                                                            saved_epochs)) from None
-            val = evaluate(net, task, val_loader, device, desc=f"epoch {epoch + 1} val", **run_kwargs)
-            monitored = float(val[task.monitor_key])
+            val = evaluate(net, task, val_loader, device, desc=f"epoch {epoch + 1} val",
+                           batch_mean_rows=cfg["batch_size"], **run_kwargs)
+            monitor_key, monitored = monitored_value(val, task, cfg)
             best = _improved(monitored, state.best_metric, task.mode)
             state.epochs = epoch + 1
             if best:
@@ -588,8 +672,7 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
             state.seconds += seconds
             state.history.append({"epoch": epoch + 1, **_scalars("train", train), **_scalars("val", val),
                                   "seconds": round(seconds, 3)})
-            if cfg["early_stopping"] and state.bad_epochs >= cfg["patience"]:
-                state.stopped = True
+            state.stopped = should_stop(state, monitor_key, task.mode, cfg)
             if runtime.is_main:
                 _save_resume(out / LAST_FILE, cfg, net, optimizer, state)
             saved_epochs = state.epochs
@@ -597,8 +680,8 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
                 log.append(state.history[-1])
                 print(_epoch_line(epoch + 1, num_epochs, train, val, show_keys, seconds, best), flush=True)
                 if state.stopped:
-                    print(f"early stopping: no improvement of val {task.monitor_key} for {cfg['patience']} "
-                          f"epochs (best epoch {state.best_epoch})", flush=True)
+                    print(f"early stopping ({cfg['early_stopping_rule']} rule, patience {cfg['patience']}) on val "
+                          f"{monitor_key} (best epoch {state.best_epoch})", flush=True)
             for hook in AFTER_EPOCH_HOOKS:
                 hook(epoch + 1)
     except KeyboardInterrupt:

@@ -8,7 +8,8 @@ where ``recon`` is the decoder output (4 quaternion channels, or 1 for the real-
 normalised input spectrogram. Differences from the original, each deliberate:
 
 * the decoder channels are averaged (``mean`` over K). The authors divide the channel sum by 4 whatever K is,
-  which shrinks the real-decoder reconstruction by 4;
+  which shrinks the real-decoder reconstruction by 4; ``recon_div4=True`` (config ``loss_recon_div4``) does
+  that, for their real-decoder ablation;
 * the BCE *target* is clamped to [0, 1]. Spectrograms are divided by the training-split maximum, so validation
   and test inputs can exceed 1, where BCE is no longer a log-likelihood (it is unbounded below and can go
   negative); clamping keeps the loss a proper BCE on every split;
@@ -54,7 +55,7 @@ def ser_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def rhemo_loss(recon: torch.Tensor, target: torch.Tensor, logits: torch.Tensor, vad_pred: torch.Tensor,
                class_target: torch.Tensor, vad_target: torch.Tensor, *, alpha: float = 1.0, beta: float = 0.0,
-               beta_class: float = 1.0, beta_vad: float = 1.0) -> dict[str, torch.Tensor]:
+               beta_class: float = 1.0, beta_vad: float = 1.0, recon_div4: bool = False) -> dict[str, torch.Tensor]:
     """The RH-emo loss and its parts for one batch.
 
     Args:
@@ -66,6 +67,8 @@ def rhemo_loss(recon: torch.Tensor, target: torch.Tensor, logits: torch.Tensor, 
         vad_target: (N, 3) float 0/1 binarised V/A/D; nan = no label (row left out of that BCE).
         alpha, beta, beta_class, beta_vad: term weights (stage 1: beta = 0; stage 2: beta = 0.01,
             beta_vad = 100).
+        recon_div4: reconstruct with sum_k recon[:, k] / 4 (the authors) instead of the channel mean; the two
+            agree for K = 4.
 
     Returns:
         dict of 0-dim tensors. ``total`` carries the graph; the others are detached:
@@ -102,11 +105,15 @@ def rhemo_loss(recon: torch.Tensor, target: torch.Tensor, logits: torch.Tensor, 
     # BCE is autocast-unsafe on CUDA (it raises under bf16/fp16 autocast), so the loss is always float32.
     with torch.autocast(device_type=recon.device.type, enabled=False):
         return _rhemo_terms(recon.float(), target.float(), logits.float(), vad_pred.float(), class_target.long(),
-                            vad_target.float(), alpha, beta, beta_class, beta_vad)
+                            vad_target.float(), alpha, beta, beta_class, beta_vad, recon_div4)
 
 
-def _rhemo_terms(recon, target, logits, vad_pred, class_target, vad_target, alpha, beta, beta_class, beta_vad):
-    mean_recon = recon.mean(dim=1, keepdim=True)
+def _rhemo_terms(recon, target, logits, vad_pred, class_target, vad_target, alpha, beta, beta_class, beta_vad,
+                 recon_div4):
+    if recon_div4:
+        mean_recon = recon.sum(dim=1, keepdim=True) / 4
+    else:
+        mean_recon = recon.mean(dim=1, keepdim=True)
     l_rec = alpha * F.binary_cross_entropy(mean_recon, target.clamp(0.0, 1.0))
 
     has_class = class_target >= 0

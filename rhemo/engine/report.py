@@ -112,7 +112,7 @@ def read_metrics(path: Path) -> tuple[str, dict[str, Any] | None, str]:
         return "corrupt", None, f"{path.name} is not a JSON object"
     if data.get("status", "done") != "done":
         return "corrupt", None, f"{path.name} has status {data.get('status')!r}"
-    return "done", data, ""
+    return "done", data, str(data.get("note") or "")
 
 
 @dataclass
@@ -256,7 +256,8 @@ COLUMNS: dict[str, list[Column]] = {
         Column("test WA", "test.wa", "pct"), Column("test UA", "test.ua", "pct"),
         Column("test F1", "test.f1", "pct"), Column("test utt WA", "test.utt_wa", "pct"),
         Column("test utt UA", "test.utt_ua", "pct"), Column("test utt F1", "test.utt_f1", "pct"),
-        Column("val WA", "val.wa", "pct")] + _TRAILING,
+        Column("val WA", "val.wa", "pct"),
+        Column("test WA batch-mean", "test.wa_batchmean", "pct", 18)] + _TRAILING,
     "rhemo": _LEADING + [
         Column("test total", "test.total", "loss"), Column("test recon", "test.recon", "loss"),
         Column("test emo", "test.emo", "loss"), Column("test acc", "test.acc", "pct"),
