@@ -149,13 +149,16 @@ class Task:
 
 
 class SERTask(Task):
-    """Cross-entropy on (N, C) logits; metrics loss, wa, ua, f1, confusion (+ utt_* on validation/test)."""
+    """Cross-entropy on (N, C) logits; metrics loss, wa, ua, f1, confusion, per_class (+ utt_* on
+    validation/test, and ``segments``: the pass's (N, C) logits, (N,) targets and utterance codes as numpy
+    arrays, for the predictions CSVs; not a metric, never logged)."""
 
     script = "ser"
 
-    def __init__(self, num_classes: int, monitor: str = "loss") -> None:
+    def __init__(self, num_classes: int, monitor: str = "loss", label_names: list[str] | None = None) -> None:
         super().__init__(monitor)
         self.num_classes = int(num_classes)
+        self.label_names = label_names
 
     def loss(self, outputs, batch, epoch, training):
         logits = outputs.float()
@@ -169,8 +172,12 @@ class SERTask(Task):
     def summarise(self, sums, count, kept):
         out: dict[str, Any] = {"loss": sums["loss"] / count}
         groups = kept["group"].cpu().numpy() if "group" in kept else None
-        out.update(metrics.classification_report(kept["logits"], kept["target"], self.num_classes, groups=groups))
+        out.update(metrics.classification_report(kept["logits"], kept["target"], self.num_classes, groups=groups,
+                                                 label_names=self.label_names))
         out.pop("utt_count", None)
+        if groups is not None:
+            out["segments"] = {"logits": kept["logits"].cpu().numpy(), "target": kept["target"].cpu().numpy(),
+                               "group": groups}
         return out
 
 
@@ -517,7 +524,7 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
             seconds = time.perf_counter() - started
             state.seconds += seconds
             state.history.append({"epoch": epoch + 1, **_scalars("train", train), **_scalars("val", val),
-                                  "seconds": round(seconds, 3)})
+                                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3)})
             if cfg["early_stopping"] and state.bad_epochs >= cfg["patience"]:
                 state.stopped = True
             if runtime.is_main:
