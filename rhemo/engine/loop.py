@@ -67,7 +67,7 @@ MONITORS = {
 #: Config keys that may change between an interrupted run and its resumption (they do not change the maths
 #: of the epochs already run).
 RESUME_FREE_KEYS = frozenset({"num_epochs", "early_stopping", "patience", "num_workers", "gpu_id", "use_cuda",
-                              "comment_1", "comment_2", "output_dir"})
+                              "comment_1", "comment_2", "output_dir", "tensorboard"})
 
 #: Callables ``hook(epoch)`` run after each finished epoch (1-based), once ``last.pt`` is on disk. Empty in
 #: normal runs; tests use it to simulate an interruption at a chosen epoch.
