@@ -36,7 +36,6 @@ def test_notebook_runs_headless(tmp_path, monkeypatch):
     monkeypatch.setenv("RHEMO_CHECKPOINT", str(tmp_path / "rhemo" / "checkpoint.pt"))
     monkeypatch.setenv("RHEMO_AUDIO", str(audio))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(REPO / "examples")}}).execute()
