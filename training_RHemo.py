@@ -26,6 +26,7 @@ from rhemo.data.store import SegmentStore
 from rhemo.engine import config, data, device, loop, plots
 from rhemo.engine.diagnostics import rhemo_diagnostics
 from rhemo.engine.provenance import write_environment
+from rhemo.engine.tensorboard_log import log_figures
 from rhemo.engine.weights import load_rhemo
 
 MODEL_NAME = "simple_autoencoder_2_vad"
@@ -45,7 +46,7 @@ def load_stage1(model, path: str) -> None:
 
 def write_figures(net, cfg: dict, state: loop.FitState, val_dataset, label_names: list[str], out, runtime
                   ) -> None:
-    """curves.png and diagnostics.png of the finished run (rank 0)."""
+    """curves.png and diagnostics.png of the finished run, also in its TensorBoard log if asked (rank 0)."""
     kind = "quaternion" if cfg["model_quat"] else "real"
     stage = "stage 1, reconstruction only" if cfg["loss_beta"] == 0 else f"β = {cfg['loss_beta']:g}"
     title = f"RH-emo ({kind} decoder, {stage}) — {out.parent.name}/{out.name}"
@@ -55,6 +56,7 @@ def write_figures(net, cfg: dict, state: loop.FitState, val_dataset, label_names
     diagnostics = rhemo_diagnostics(net, val_dataset, label_names, runtime.device)
     plots.plot_rhemo_diagnostics(diagnostics, out / "diagnostics.png",
                                  f"{title}, best epoch {state.best_epoch}: validation segments")
+    log_figures(out, cfg["tensorboard"], ["curves.png", "diagnostics.png"], state.epochs)
 
 
 def train(cfg: dict, runtime: device.Runtime) -> None:

@@ -31,6 +31,7 @@ from rhemo.data.store import SegmentStore
 from rhemo.engine import config, data, device, embeddings, loop, plots
 from rhemo.engine.predictions import write_predictions
 from rhemo.engine.provenance import write_environment
+from rhemo.engine.tensorboard_log import log_figures
 from rhemo.engine.checkpoint import load_checkpoint, plain_state_dict
 
 
@@ -61,8 +62,10 @@ def load_backbone(net, model_name: str, path: str) -> None:
     net.load_state_dict(kept, strict=False)
 
 
-def write_figures(state: loop.FitState, results: dict, label_names: list[str], out, name: str) -> None:
-    """curves.png, confusion.png and confusion_utterance.png of the finished run (rank 0)."""
+def write_figures(state: loop.FitState, results: dict, label_names: list[str], out, name: str, tensorboard: bool
+                  ) -> None:
+    """curves.png, confusion.png and confusion_utterance.png of the finished run, also in its TensorBoard log
+    if asked (rank 0)."""
     plots.plot_ser_curves(state.history, out / "curves.png", f"{name} — {out.parent.name}/{out.name}",
                           state.best_epoch)
     which = "test" if results["test"] else "val"
@@ -72,6 +75,7 @@ def write_figures(state: loop.FitState, results: dict, label_names: list[str], o
         title = (f"{name}\n{which} {level}: WA {100 * shown[prefix + 'wa']:.1f}%, "
                  f"UA {100 * shown[prefix + 'ua']:.1f}% — {out.parent.name}/{out.name}")
         plots.plot_confusion(shown[prefix + "confusion"], label_names, out / file_name, title=title)
+    log_figures(out, tensorboard, ["curves.png", "confusion.png", "confusion_utterance.png"], state.epochs)
 
 
 def train(cfg: dict, runtime: device.Runtime) -> None:
@@ -137,7 +141,7 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
     segments = {split: values.pop("segments", None) for split, values in results.items()}
     if runtime.is_main:
         name = f"{model_name} {'quaternion' if cfg['model_quat'] else 'real'} on {input_desc}"
-        write_figures(state, results, selection.label_names, out, name)
+        write_figures(state, results, selection.label_names, out, name, cfg["tensorboard"])
         for split in ("val", "test"):
             if segments[split] is not None:
                 rows = selection.rows[split]

@@ -138,3 +138,30 @@ def test_curves_cope_with_missing_keys_and_stage1(tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(ValueError, match="empty history"):
         plots.plot_ser_curves([], tmp_path / "x.png", "x")
+
+
+def test_tensorboard_log_holds_the_scalars_and_figures(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    store = make_store(tmp_path / "store", FOUR * 2)
+    out = tmp_path / "run"
+    assert run_script("training_RHemo.py", rhemo_config(store, out, tensorboard=True), tmp_path) == 0
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    log = pd.read_csv(out / "log.csv")
+    assert {"train/total", "val/recon", "lr", "seconds"} <= set(tags["scalars"])
+    assert [e.value for e in events.Scalars("val/recon")] == pytest.approx(log["val_recon"].tolist())
+    assert [e.step for e in events.Scalars("lr")] == [1, 2]
+    assert {"curves", "diagnostics"} <= set(tags["images"])
+
+
+def test_tensorboard_without_the_package_is_one_input_error(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)       # import fails
+    store = make_store(tmp_path / "store", FOUR * 2)
+    assert run_script("training_RHemo.py", rhemo_config(store, tmp_path / "run", tensorboard=True), tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tensorboard package is not installed" in err[0]

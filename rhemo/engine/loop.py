@@ -41,6 +41,7 @@ from rhemo.engine import losses, metrics
 from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from rhemo.engine.config import ConfigError
 from rhemo.engine.data import DataError
+from rhemo.engine.tensorboard_log import TensorBoardLog
 from rhemo.engine.weights import WeightsError
 
 #: Errors about the user's inputs (config, store, checkpoints, device): reported in one line, no traceback.
@@ -488,6 +489,7 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
     optimizer = torch.optim.Adam(params, lr=cfg["learning_rate"], weight_decay=cfg["regularization_lambda"])
     state = _load_resume(out / LAST_FILE, cfg, net, optimizer) or FitState()
     log = _EpochLog(out / LOG_FILE, state.history)
+    board = TensorBoardLog(out, cfg.get("tensorboard", False) and runtime.is_main)
     num_epochs = cfg["num_epochs"]
     run_kwargs = {"amp": cfg["amp"], "channels_last": cfg["channels_last"]}
     saved_epochs = state.epochs  # what last.pt vouches for
@@ -532,6 +534,7 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
             saved_epochs = state.epochs
             if runtime.is_main:
                 log.append(state.history[-1])
+                board.epoch(state.history[-1])
                 print(_epoch_line(epoch + 1, num_epochs, train, val, show_keys, seconds, best), flush=True)
                 if state.stopped:
                     print(f"early stopping: no improvement of val {task.monitor_key} for {cfg['patience']} "
@@ -543,6 +546,8 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
             print(f"\ninterrupted: {out / LAST_FILE} holds {saved_epochs} finished epoch(s); run the same command "
                   f"again to resume", flush=True)
         raise TrainingInterrupted(f"training interrupted after {saved_epochs} saved epoch(s)") from None
+    finally:
+        board.close()
     if state.best_state is None:
         raise FloatingPointError(f"the validation {task.monitor_key} was never finite; no checkpoint was written")
     return state
