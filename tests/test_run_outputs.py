@@ -165,3 +165,19 @@ def test_tensorboard_without_the_package_is_one_input_error(tmp_path, monkeypatc
     assert run_script("training_RHemo.py", rhemo_config(store, tmp_path / "run", tensorboard=True), tmp_path) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tensorboard package is not installed" in err[0]
+
+
+def test_output_to_a_file_has_no_progress_bar_frames(tmp_path):
+    import sys
+
+    store = make_store(tmp_path / "store", FOUR * 2)
+    weights = make_rhemo_weights(tmp_path / "rhemo.pt", store)
+    cfg = ser_config(store, tmp_path / "run", model_quat=True, use_r2he=True, r2he_model_path=str(weights),
+                     num_epochs=1)
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    done = subprocess.run([sys.executable, str(REPO / "training_SER.py"), "--config", str(path)], cwd=REPO,
+                          capture_output=True, timeout=300)                # bytes: text mode would turn \r into \n
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"\r" not in done.stdout + done.stderr                    # the embedding cache ran, without tqdm
+    assert (store / "embeddings").is_dir() and b"epoch 1/1" in done.stdout
