@@ -252,8 +252,8 @@ METRIC_COLUMNS = [f"{split}_{key}" for kind in ("ser", "rhemo") for split in ("t
 RUN_COLUMNS = ["experiment", "run", "fold", "status", "script", "model", "quat", "input", "params",
                *HYPERPARAMETERS, "epochs", "best_epoch"]
 TRAILING_COLUMNS = ["seconds", "health", "comment_1", "comment_2", "note"]
-_PERCENT = tuple(c for c in METRIC_COLUMNS if c.split("_", 1)[1] in ("wa", "ua", "f1", "utt_wa", "utt_ua", "utt_f1")
-                 or "_acc" in c)
+_PERCENT = tuple(f"{split}_{key}" for split in ("test", "val") for key in
+                 ("wa", "ua", "f1", "utt_wa", "utt_ua", "utt_f1", "acc", "acc_valence", "acc_arousal", "acc_dominance"))
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 
 
