@@ -12,7 +12,8 @@
   (real, i, j, k), and 2-D PCA projections of the embeddings (whole and per channel) coloured by emotion.
 
 Spectrograms are drawn with time left to right and frequency bottom to top (the store keeps time reversed in
-its rows, see :mod:`rhemo.data.features`), on a power-law colour scale so that quiet bins stay visible.
+its rows, see :mod:`rhemo.data.features`), each on its own power-law colour scale (its range in the title) so
+that quiet bins stay visible.
 """
 from __future__ import annotations
 
@@ -176,16 +177,16 @@ def plot_confusion(confusion: Sequence[Sequence[int]], label_names: Sequence[str
     plt.close(fig)
 
 
-def _image(ax, array: np.ndarray, title: str, vmax: float | None = None, power: bool = True) -> None:
-    """Draw a (time rows reversed, frequency columns) array with time → right and frequency ↑."""
+def _image(ax, array: np.ndarray, title: str, gamma: float = 0.4) -> None:
+    """Draw a (time rows reversed, frequency columns) array with time → right and frequency ↑, on its own
+    power-law colour scale from its minimum to its maximum (given in the title)."""
     from matplotlib.colors import PowerNorm
 
     shown = np.asarray(array, dtype=np.float64)[::-1].T
-    top = vmax if vmax is not None else float(np.nanmax(shown)) or 1.0
-    norm = PowerNorm(gamma=0.4, vmin=0.0, vmax=top) if power else None
-    ax.imshow(shown, origin="lower", aspect="auto", cmap="magma", norm=norm,
-              vmin=None if power else float(np.nanmin(shown)), vmax=None if power else top)
-    ax.set_title(title, fontsize=7)
+    low, high = float(shown.min()), float(shown.max())
+    norm = PowerNorm(gamma=gamma, vmin=low, vmax=high if high > low else low + 1e-12)
+    ax.imshow(shown, origin="lower", aspect="auto", cmap="magma", norm=norm)
+    ax.set_title(f"{title}\n[{low:.3g}, {high:.3g}]", fontsize=7)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -205,7 +206,8 @@ def plot_rhemo_diagnostics(diagnostics: dict[str, Any], path: str | os.PathLike,
     """The RH-emo diagnostics figure from :func:`rhemo.engine.diagnostics.rhemo_diagnostics` output.
 
     Per example segment, one row: input, reconstruction (mean of the K decoder channels), decoder channels;
-    and one row: the 4 embedding channels (real, i, j, k), each on its own colour scale. Last row: PCA of the
+    and one row: the 4 embedding channels (real, i, j, k). Each image has its own colour scale, its range in
+    its title. Last row: PCA of the
     whole embedding and of each channel, points coloured by emotion (grey: no discrete label).
     """
     inputs, recon, emb = diagnostics["inputs"], diagnostics["recon"], diagnostics["embeddings"]
@@ -213,17 +215,16 @@ def plot_rhemo_diagnostics(diagnostics: dict[str, Any], path: str | os.PathLike,
     ncols = max(2 + n_decoder, 1 + emb.shape[1])
     plt = _pyplot()
     fig = plt.figure(figsize=(2.0 * ncols, 1.5 * (2 * n_examples) + 2.4))
-    grid = fig.add_gridspec(2 * n_examples + 1, ncols, height_ratios=[1] * (2 * n_examples) + [1.9], hspace=0.45,
+    grid = fig.add_gridspec(2 * n_examples + 1, ncols, height_ratios=[1] * (2 * n_examples) + [1.9], hspace=0.7,
                             top=1 - 0.9 / fig.get_figheight(), bottom=0.02)
     for e in range(n_examples):
-        top = float(inputs[e].max()) or 1.0
         panels = [(inputs[e], f"{diagnostics['names'][e]}: input"),
                   (recon[e].mean(axis=0), f"reconstruction (mean of {n_decoder})")]
         panels += [(recon[e, c], f"decoder channel {c}") for c in range(n_decoder)]
         for col, (array, name) in enumerate(panels):
-            _image(fig.add_subplot(grid[2 * e, col]), array, name, vmax=top)
+            _image(fig.add_subplot(grid[2 * e, col]), array, name)
         for c in range(emb.shape[1]):
-            _image(fig.add_subplot(grid[2 * e + 1, c]), emb[e, c], f"embedding {COMPONENTS[c]}", power=False)
+            _image(fig.add_subplot(grid[2 * e + 1, c]), emb[e, c], f"embedding {COMPONENTS[c]}", gamma=1.0)
     labels = diagnostics["labels"]
     projections = [("all 4 channels", diagnostics["pca"])] + [
         (COMPONENTS[c], diagnostics["pca_channels"][c]) for c in range(len(diagnostics["pca_channels"]))]
