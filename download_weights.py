@@ -1,8 +1,14 @@
-"""Fetch the authors' pretrained RH-emo weights: ``python3 download_weights.py [--output PATH] [--force]``.
+"""Fetch the authors' pretrained RH-emo weights (python3 download_weights.py [--output PATH] [--force]).
 
-Downloads Google Drive file 1vCX0KHW44Q9plKTdkgyKZRcyjfgVA7jX with gdown to ``models/pretrained_RHemo`` (the
-default ``r2he_model_path`` of the SER experiments), verifies that it loads into our RH-emo with strict key
-matching, and only then puts it in place. See :mod:`rhemo.engine.weights`.
+Downloads the authors' published file (Google Drive id 1vCX0KHW44Q9plKTdkgyKZRcyjfgVA7jX) with gdown to
+models/pretrained_RHemo, the default r2he_model_path of the SER experiments. The download goes to a temporary
+file first; it is put in place only after it loaded into our RH-emo with strict key matching, and the script
+then prints its size, sha256 and the model settings found in it. An existing file is checked, not downloaded
+again, unless --force is given. Exit code 1 when the download or the check fails (the message says why).
+
+Examples:
+    python3 download_weights.py
+    python3 download_weights.py --output /data/weights/ --force
 """
 import argparse
 import sys
@@ -12,10 +18,10 @@ from rhemo.engine.weights import DEFAULT_PATH, FILE_NAME, WeightsError, download
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=DEFAULT_PATH,
-                        help="Where to save the weights; a folder gets 'pretrained_RHemo' inside.")
+                        help=f"Where to save the weights; a folder gets '{FILE_NAME}' inside (default: "
+                             f"{DEFAULT_PATH}).")
     parser.add_argument("--force", action="store_true", help="Download again even if the file exists.")
     args = parser.parse_args(argv)
     target = args.output / FILE_NAME if args.output.is_dir() else args.output

@@ -5,9 +5,11 @@ Stage 1 (reconstruction only, loss_beta 0) trains on every segment of the store 
 valence/arousal/dominance heads on the 4-class view. The loss is reference §3: BCE between the mean of the
 decoder's output channels and the max-normalised input, plus beta·(beta_class·CE + beta_vad·(BCE_v+BCE_a+BCE_d)).
 
-Run folder (output_dir): config.json, log.csv, checkpoint.pt (best validation total loss; its ``provenance``
-records the store, split and, per stage, whether labels were used, for the SER leakage check), last.pt (resume
-state, removed at the end), curves.png, metrics.json (written last: the run finished).
+Run folder (output_dir): config.json, environment.json (versions, device, git commit, command), log.csv,
+checkpoint.pt (best validation total loss; its ``provenance`` records the store, split and, per stage, whether
+labels were used, for the SER leakage check), last.pt (resume state, removed at the end), curves.png,
+diagnostics.png (input, reconstruction, decoder and embedding channels of fixed validation segments, PCA of
+the embeddings), metrics.json (written last: the run finished).
 
 Examples:
     python training_RHemo.py --store_path data/stores/iemocap --output_dir results/manual/rhemo_stage1 \\
@@ -25,6 +27,9 @@ import sys
 from models.registry import count_parameters, create_model
 from rhemo.data.store import SegmentStore
 from rhemo.engine import config, data, device, loop, plots, provenance
+from rhemo.engine.diagnostics import rhemo_diagnostics
+from rhemo.engine.environment import write_environment
+from rhemo.engine.tensorboard_log import log_figures
 from rhemo.engine.weights import load_rhemo
 
 MODEL_NAME = "simple_autoencoder_2_vad"
@@ -42,11 +47,28 @@ def load_stage1(model, path: str) -> None:
     model.load_state_dict(source.state_dict(), strict=True)
 
 
+def write_figures(net, cfg: dict, state: loop.FitState, val_dataset, label_names: list[str], out, runtime
+                  ) -> None:
+    """curves.png and diagnostics.png of the finished run, also in its TensorBoard log if asked (rank 0)."""
+    kind = "quaternion" if cfg["model_quat"] else "real"
+    stage = "stage 1, reconstruction only" if cfg["loss_beta"] == 0 else f"β = {cfg['loss_beta']:g}"
+    title = f"RH-emo ({kind} decoder, {stage}) — {out.parent.name}/{out.name}"
+    plots.plot_rhemo_curves(state.history, out / "curves.png", title, alpha=cfg["loss_alpha"],
+                            beta=cfg["loss_beta"], beta_class=cfg["loss_beta_class"], beta_vad=cfg["loss_beta_vad"],
+                            best_epoch=state.best_epoch)
+    diagnostics = rhemo_diagnostics(net, val_dataset, label_names, runtime.device)
+    plots.plot_rhemo_diagnostics(diagnostics, out / "diagnostics.png",
+                                 f"{title}, best epoch {state.best_epoch}: validation segments")
+    log_figures(out, cfg["tensorboard"], ["curves.png", "diagnostics.png"], state.epochs)
+
+
 def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     """One run from the validated config: data, model, fit, final evaluation, run folder. ``force`` retrains
     in a folder holding a finished run or a run of another config (see loop.prepare_output_dir)."""
     device.seed_everything(cfg["seed"])
     out = loop.prepare_output_dir(cfg["output_dir"], cfg, "training_RHemo.py", force=force)
+    if runtime.is_main:
+        write_environment(out, runtime.device, runtime.world_size)
     task = loop.RHemoTask(alpha=cfg["loss_alpha"], beta=cfg["loss_beta"], beta_class=cfg["loss_beta_class"],
                           beta_vad=cfg["loss_beta_vad"], warmup_epochs=cfg["emo_loss_warmup_epochs"],
                           holes=cfg["emo_loss_holes"], monitor=cfg["save_model_metric"],
@@ -89,9 +111,7 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     net.load_state_dict(state.best_state)
     results = loop.evaluate_splits(net, task, eval_loaders, runtime, cfg)
     if runtime.is_main:
-        metric = "acc" if cfg["loss_beta"] > 0 else "recon"
-        plots.plot_curves(state.history, "total", metric, out / "curves.png", state.best_epoch,
-                          title=f"RH-emo ({out.name})")
+        write_figures(net, cfg, state, datasets["val"], selection.label_names, out, runtime)
     loop.write_metrics(out, {"script": "rhemo", "model_name": MODEL_NAME, "quat": cfg["model_quat"],
                              "params": count_parameters(net), "label_names": selection.label_names,
                              **results}, state)

@@ -10,9 +10,11 @@ was in the training split of a labelled stage of that RH-emo (rhemo.engine.prove
 Metrics per split: loss, WA (accuracy), UA (mean per-class recall), macro F1 and the confusion matrix, at
 segment level (the paper's) and at utterance level (utt_*, segment logits averaged per utterance).
 
-Run folder (output_dir): config.json, log.csv, checkpoint.pt (best validation epoch; carries the label names,
-normalisation, feature settings and the RH-emo encoder, so predict.py needs nothing else), last.pt (resume
-state, removed at the end), curves.png, confusion.png, confusion_utterance.png, metrics.json (written last).
+Run folder (output_dir): config.json, environment.json (versions, device, git commit, command), log.csv,
+checkpoint.pt (best validation epoch; carries the label names, normalisation, feature settings and the RH-emo
+encoder, so predict.py needs nothing else), last.pt (resume state, removed at the end), curves.png,
+confusion.png, confusion_utterance.png, predictions_val.csv and predictions_test.csv (one row per utterance),
+metrics.json (written last; per split also per_class and utt_per_class reports).
 
 Examples:
     python training_SER.py --store_path data/stores/iemocap --output_dir results/manual/ser_qalexnet \\
@@ -30,6 +32,9 @@ import sys
 from models.registry import count_parameters, create_model, final_layer_prefix
 from rhemo.data.store import SegmentStore
 from rhemo.engine import config, data, device, embeddings, loop, plots, provenance
+from rhemo.engine.environment import write_environment
+from rhemo.engine.predictions import write_predictions
+from rhemo.engine.tensorboard_log import log_figures
 from rhemo.engine.checkpoint import load_checkpoint, plain_state_dict
 
 
@@ -71,18 +76,36 @@ def check_rhemo_leakage(cfg: dict, store, selection, runtime: device.Runtime):
     return check
 
 
+def write_figures(state: loop.FitState, results: dict, label_names: list[str], out, name: str, tensorboard: bool
+                  ) -> None:
+    """curves.png, confusion.png and confusion_utterance.png of the finished run, also in its TensorBoard log
+    if asked (rank 0)."""
+    plots.plot_ser_curves(state.history, out / "curves.png", f"{name} — {out.parent.name}/{out.name}",
+                          state.best_epoch)
+    which = "test" if results["test"] else "val"
+    shown = results[which]
+    for level, prefix, file_name in (("segments", "", "confusion.png"),
+                                     ("utterances", "utt_", "confusion_utterance.png")):
+        title = (f"{name}\n{which} {level}: WA {100 * shown[prefix + 'wa']:.1f}%, "
+                 f"UA {100 * shown[prefix + 'ua']:.1f}% — {out.parent.name}/{out.name}")
+        plots.plot_confusion(shown[prefix + "confusion"], label_names, out / file_name, title=title)
+    log_figures(out, tensorboard, ["curves.png", "confusion.png", "confusion_utterance.png"], state.epochs)
+
+
 def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     """One run from the validated config: data, model, fit, final evaluation, run folder. ``force`` retrains
     in a folder holding a finished run or a run of another config (see loop.prepare_output_dir)."""
     device.seed_everything(cfg["seed"])
     out = loop.prepare_output_dir(cfg["output_dir"], cfg, "training_SER.py", force=force)
+    if runtime.is_main:
+        write_environment(out, runtime.device, runtime.world_size)
 
     # data: label view + split of the store, normalisation from the training split
     store = SegmentStore(cfg["store_path"])
     selection = data.select_rows(store, cfg)
     norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
                                       frames=data.pad_start(store.feature_settings))
-    task = loop.SERTask(len(selection.label_names), cfg["save_model_metric"])
+    task = loop.SERTask(len(selection.label_names), cfg["save_model_metric"], selection.label_names)
     rhemo_check = check_rhemo_leakage(cfg, store, selection, runtime)
 
     # front end: frozen RH-emo with cached embeddings, RH-emo run per batch, or the raw spectrogram
@@ -91,7 +114,8 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
         rhemo, source = embeddings.load_frontend(cfg["r2he_model_path"], runtime.device)
     per_batch_bn = cfg["r2he_bn_mode"] == "batch"
     if rhemo is not None and cfg["cache_embeddings"] and not cfg["finetune_r2he"] and not per_batch_bn:
-        features = embeddings.cached_embeddings(store, rhemo, norm, runtime.device, progress=runtime.is_main,
+        features = embeddings.cached_embeddings(store, rhemo, norm, runtime.device,
+                                                progress=runtime.is_main and sys.stderr.isatty(),
                                                 cache_dir=cfg["embeddings_cache"])
         datasets = data.make_datasets(features, selection, None)
         input_desc = "cached RH-emo embeddings (4x64x64)"
@@ -135,16 +159,16 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     # final evaluation of the best epoch
     ser.load_state_dict(state.best_state)
     results = loop.evaluate_splits(ser, task, eval_loaders, runtime, cfg)
+    segments = {split: values.pop("segments", None) for split, values in results.items()}
     if runtime.is_main:
-        metric = "wa" if task.monitor_key == "loss" else task.monitor_key
-        plots.plot_curves(state.history, "loss", metric, out / "curves.png", state.best_epoch,
-                          title=f"{model_name} {'quaternion' if cfg['model_quat'] else 'real'} ({out.name})")
-        shown = results["test"] or results["val"]
-        which = "test" if results["test"] else "val"
-        plots.plot_confusion(shown["confusion"], selection.label_names, out / "confusion.png",
-                             title=f"{which}, segments")
-        plots.plot_confusion(shown["utt_confusion"], selection.label_names, out / "confusion_utterance.png",
-                             title=f"{which}, utterances")
+        name = f"{model_name} {'quaternion' if cfg['model_quat'] else 'real'} on {input_desc}"
+        write_figures(state, results, selection.label_names, out, name, cfg["tensorboard"])
+        for split in ("val", "test"):
+            if segments[split] is not None:
+                rows = selection.rows[split]
+                write_predictions(out / f"predictions_{split}.csv", segments[split]["logits"],
+                                  segments[split]["target"], store.table.utterance_id[rows],
+                                  store.table.speaker[rows], selection.label_names)
     loop.write_metrics(out, {"script": "ser", "model_name": model_name, "quat": cfg["model_quat"],
                              "params": count_parameters(net), "label_names": selection.label_names,
                              **(rhemo_check.record() if rhemo_check else {}), **results}, state)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from rhemo.engine.metrics import binary_accuracy, classification_report, mean_std, rhemo_metrics
+from rhemo.engine.metrics import binary_accuracy, classification_report, mean_std, rhemo_metrics, utterance_logits
 
 NAN = float("nan")
 
@@ -172,3 +172,25 @@ def test_mean_std_rejects_inconsistent_folds():
         mean_std([{"test": 1.0}, {"test": {"wa": 1.0}}])
     with pytest.raises(ValueError, match="no dicts"):
         mean_std([])
+
+
+def test_per_class_report_by_hand_with_label_names():
+    report = classification_report(logits_for(PREDS, 4), TARGETS, 4, label_names=["neu", "ang", "hap", "sad"])
+    per_class = report["per_class"]
+    assert list(per_class) == ["neu", "ang", "hap", "sad"]
+    # precision = TP / predicted, recall = TP / true, from CONFUSION's columns and rows
+    assert [per_class[c]["precision"] for c in per_class] == pytest.approx([2 / 3, 1 / 2, 1.0, 0.0])
+    assert [per_class[c]["recall"] for c in per_class] == pytest.approx([2 / 3, 1 / 2, 2 / 3, 0.0])
+    assert [per_class[c]["f1"] for c in per_class] == pytest.approx([4 / 6, 2 / 4, 4 / 5, 0.0])
+    assert [per_class[c]["support"] for c in per_class] == [3, 2, 3, 0]
+    unnamed = classification_report(logits_for(PREDS, 4), TARGETS, 4, groups=list(range(8)))
+    assert list(unnamed["utt_per_class"]) == ["0", "1", "2", "3"]
+    assert unnamed["utt_per_class"]["0"] == unnamed["per_class"]["0"]  # one segment per utterance
+
+
+def test_utterance_logits_pools_means_counts_and_first_appearance_order():
+    logits = np.array([[1.0, 0.0], [4.0, 2.0], [0.0, 6.0]])
+    ids, means, targets, counts = utterance_logits(logits, np.array([1, 0, 1]), ["b", "a", "b"])
+    assert ids == ["b", "a"]
+    assert means.tolist() == [[0.5, 3.0], [4.0, 2.0]]
+    assert targets.tolist() == [1, 0] and counts.tolist() == [2, 1]

@@ -418,11 +418,14 @@ def test_spreadsheet_and_table_after_a_mixed_experiment(root):
                                   "2": {**SER, "comment_1": "crash"}, "3": SER})
     out = io.StringIO()
     assert launcher.launch(opts(root, [5]), console=out) == 1
+    import pandas as pd
     book = load_workbook(root / "results" / "5_mix" / "5_mix_results.xlsx")
-    assert book.sheetnames == ["RH-emo", "SER"]
-    ser = [[c.value for c in row] for row in book["SER"].iter_rows(min_row=2)]
-    assert [(r[1], r[2], r[3]) for r in ser] == [(2, 0, "failed"), (2, "mean", "0/1 done"), (2, "± std", "0/1 done"),
-                                                 (3, 0, "done"), (3, "mean", "1/1 done"), (3, "± std", "1/1 done")]
+    assert book.sheetnames == ["folds", "mean ± std"]
+    table = pd.read_csv(root / "results" / "5_mix" / "5_mix_results.csv")
+    assert list(zip(table["run"], table["fold"], table["status"], table["script"])) == [
+        (1, 0, "done", "training_RHemo.py"), (2, 0, "failed", "training_SER.py"), (3, 0, "done", "training_SER.py")]
+    summary = pd.read_excel(root / "results" / "5_mix" / "5_mix_results.xlsx", sheet_name="mean ± std")
+    assert summary["run"].tolist() == [1, 2, 3] and summary["folds_done"].tolist() == ["1/1", "0/1", "1/1"]
     text = out.getvalue()
     assert "Results of 5_mix" in text and "RH-emo runs" in text and "SER runs" in text
 
@@ -444,7 +447,7 @@ def test_a_report_failure_does_not_stop_the_runs(root, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(launcher.report, "write_spreadsheet", broken)
+    monkeypatch.setattr(launcher.report, "write_tables", broken)
     write_exp(root, "1_x.txt", {"global_parameters": SER, "1": {}, "2": {}})
     out = io.StringIO()
     assert launcher.launch(opts(root, [1]), console=out) == 0

@@ -1,9 +1,11 @@
-"""Tests of rhemo.engine.report: fold status, summary.json, the xlsx spreadsheet read back, the console table."""
+"""Tests of rhemo.engine.report: fold status, summary.json, the results CSV and xlsx read back, the console table."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
@@ -91,7 +93,7 @@ def test_flat_numbers_and_aggregate(exp_dir):
 
 def test_summary_json(exp_dir):
     info = make_run(exp_dir, "1", "training_RHemo.py", [rhemo_metrics(0.2, 0.5), rhemo_metrics(0.4, 0.7)],
-                    model_name="simple_autoencoder_2_vad")
+                    model_name="simple_autoencoder_2_vad", loss_beta=0.01)
     path = report.write_run_summary(info)
     summary = json.loads(path.read_text())
     assert path == exp_dir / "1" / "summary.json" and not (exp_dir / "1" / "summary.json.tmp").exists()
@@ -101,72 +103,101 @@ def test_summary_json(exp_dir):
     assert summary["mean_std"]["test"]["acc_dominance"] == {"mean": None, "std": None}   # nan → null
 
 
-def test_spreadsheet_rows_columns_and_mean_std(exp_dir):
+def read_tables(exp_dir: Path):
+    csv_path, xlsx_path = report.table_paths(exp_dir)
+    return pd.read_csv(csv_path), pd.read_excel(xlsx_path, sheet_name=None)
+
+
+def test_results_csv_one_row_per_run_and_fold_equal_to_metrics_json(exp_dir):
     run1 = make_run(exp_dir, "1", "training_SER.py", [ser_metrics(0.5, 0.4, 0.3, seconds=10.0),
-                                                       ser_metrics(0.7, 0.6, 0.5, seconds=30.0)])
+                                                       ser_metrics(0.7, 0.6, 0.5, seconds=30.0)],
+                    learning_rate=1e-4, batch_size=8, patience=3, normalisation="zscore", protocol="speaker",
+                    seed=5, use_r2he=True, r2he_model_path="results/rh/checkpoint.pt")
     run2 = make_run(exp_dir, "2", "training_SER.py", ["crash", "corrupt"], model_name="VGGNet", model_quat=False,
-                    comment_2="second")
+                    use_r2he=False, comment_2="second")
     run10 = make_run(exp_dir, "10", "training_SER.py", [None])
-    path = report.write_spreadsheet(exp_dir, [run10, run2, run1])
-    assert path == exp_dir / "2_SER_test_results.xlsx" and not list(exp_dir.glob("*.tmp"))
+    csv_path, xlsx_path = report.write_tables(exp_dir, [run10, run2, run1])
+    assert (csv_path, xlsx_path) == (exp_dir / "2_SER_test_results.csv", exp_dir / "2_SER_test_results.xlsx")
+    assert not list(exp_dir.glob("*.tmp"))
+    table, sheets = read_tables(exp_dir)
+    assert list(zip(table["run"], table["fold"], table["status"])) == [
+        (1, 0, "done"), (1, 1, "done"), (2, 0, "failed"), (2, 1, "corrupt"), (10, 0, "missing")]
+    for fold in (0, 1):
+        row = table.iloc[fold]
+        metrics = json.loads((exp_dir / "1" / f"fold{fold}" / "metrics.json").read_text())
+        for split in ("test", "val"):
+            for key in ("wa", "ua", "f1", "utt_wa", "utt_ua", "utt_f1", "loss"):
+                assert row[f"{split}_{key}"] == metrics[split][key]
+        assert (row["params"], row["epochs"], row["best_epoch"], row["seconds"]) == (
+            metrics["params"], metrics["epochs"], metrics["best_epoch"], metrics["seconds"])
+    first = table.iloc[0]
+    assert (first["model"], bool(first["quat"]), first["input"]) == (
+        "AlexNet", True, "RH-emo embeddings (results/rh/checkpoint.pt)")
+    assert (first["lr"], first["batch_size"], first["patience"], first["normalisation"], first["protocol"],
+            first["seed"]) == (1e-4, 8, 3, "zscore", "speaker", 5)
+    failed, corrupt = table.iloc[2], table.iloc[3]
+    assert failed["note"] == "x run 1 fold 0: exit code 3" and corrupt["note"].startswith("unreadable metrics.json")
+    assert math.isnan(failed["test_wa"]) and failed["input"] == "spectrogram" and failed["comment_2"] == "second"
+    assert "test_total" not in table.columns           # no RH-emo run: no RH-emo columns
 
-    book = load_workbook(path)
-    assert book.sheetnames == ["SER"]
-    sheet = book["SER"]
-    rows = rows_of(sheet)
-    header = rows[0]
-    assert header[:8] == ["experiment", "run", "fold", "status", "script", "model", "quat", "params"]
-    assert header[8:15] == ["test WA", "test UA", "test F1", "test utt WA", "test utt UA", "test utt F1", "val WA"]
-    # the authors' accuracy (mean of per-batch accuracies) beside ours
-    assert header[15:] == ["test WA batch-mean", "epochs", "best epoch", "time (s)", "comment_1", "comment_2", "note"]
-    col = {name: i for i, name in enumerate(header)}
-    assert [(r[col["run"]], r[col["fold"]], r[col["status"]]) for r in rows[1:]] == [
-        (1, 0, "done"), (1, 1, "done"), (1, "mean", "2/2 done"), (1, "± std", "2/2 done"),
-        (2, 0, "failed"), (2, 1, "corrupt"), (2, "mean", "0/2 done"), (2, "± std", "0/2 done"),
-        (10, 0, "missing"), (10, "mean", "0/1 done"), (10, "± std", "0/1 done")]
-
-    fold0, fold1, mean, std = rows[1:5]
-    assert fold0[col["test WA"]] == 0.5 and fold1[col["test WA"]] == 0.7
-    assert fold0[col["experiment"]] == "2_SER_test" and fold0[col["script"]] == "training_SER.py"
-    assert fold0[col["model"]] == "AlexNet" and fold0[col["quat"]] is True and fold0[col["params"]] == 1234
-    assert fold0[col["test utt F1"]] == pytest.approx(0.31) and fold0[col["val WA"]] == pytest.approx(0.4)
-    assert mean[col["test WA"]] == pytest.approx(0.6) and std[col["test WA"]] == pytest.approx(0.1)
-    assert mean[col["test F1"]] == pytest.approx(0.4) and std[col["test F1"]] == pytest.approx(0.1)
-    assert mean[col["time (s)"]] == pytest.approx(20.0) and std[col["time (s)"]] == pytest.approx(10.0)
-    assert mean[col["comment_1"]] == "c1"
-
-    failed, corrupt, failed_mean = rows[5], rows[6], rows[7]
-    assert failed[col["note"]] == "x run 1 fold 0: exit code 3"
-    assert corrupt[col["note"]].startswith("unreadable metrics.json")
-    assert failed[col["test WA"]] is None and failed_mean[col["test WA"]] is None
-    assert failed[col["model"]] == "VGGNet" and failed[col["quat"]] is False and failed[col["comment_2"]] == "second"
-
-    # formatting: bold frozen header, percentages, widths
-    assert sheet["A1"].font.bold and sheet.freeze_panes == "E2"
-    assert sheet.cell(row=2, column=col["test WA"] + 1).number_format == "0.00%"
-    assert sheet.cell(row=2, column=col["params"] + 1).number_format == "#,##0"
-    assert sheet.column_dimensions["A"].width == 26
+    assert list(sheets) == ["folds", "mean ± std"]
+    assert sheets["folds"]["test_wa"].tolist()[:2] == [0.5, 0.7] and len(sheets["folds"]) == 5
+    summary = sheets["mean ± std"]
+    assert summary["run"].tolist() == [1, 2, 10]           # one row per run, even a single-fold run
+    assert summary["folds_done"].tolist() == ["2/2", "0/2", "0/1"]
+    mean = summary.iloc[0]
+    assert mean["test_wa_mean"] == pytest.approx(0.6) and mean["test_wa_std"] == pytest.approx(0.1)
+    assert mean["val_ua_mean"] == pytest.approx(0.5) and mean["seconds_std"] == pytest.approx(10.0)
+    assert math.isnan(summary.iloc[1]["test_wa_mean"])
+    sheet = load_workbook(xlsx_path)["folds"]
+    header = [c.value for c in sheet[1]]
+    assert sheet["A1"].font.bold
+    assert sheet.cell(row=2, column=header.index("test_wa") + 1).number_format == "0.00%"
 
 
-def test_spreadsheet_rhemo_columns(exp_dir):
-    info = make_run(exp_dir, "1", "training_RHemo.py", [rhemo_metrics(0.25, 0.5)],
-                    model_name="simple_autoencoder_2_vad")
-    sheet = load_workbook(report.write_spreadsheet(exp_dir, [info]))["RH-emo"]
-    header, fold0 = rows_of(sheet)[:2]
-    assert header[8:16] == ["test total", "test recon", "test emo", "test acc", "test acc valence",
-                            "test acc arousal", "test acc dominance", "val total"]
-    values = dict(zip(header, fold0))
-    assert values["test recon"] == 0.25 and values["test total"] == 1.25 and values["test acc"] == 0.5
-    assert values["test acc arousal"] == 0.7 and values["test acc dominance"] is None   # nan left empty
-    assert values["params"] == 134283658
+def test_results_csv_health_seed_and_stage1_accuracies(exp_dir):
+    stage1 = rhemo_metrics(0.25, 0.5)
+    stage2 = {**rhemo_metrics(0.3, 0.6), "health": {"warning": "decoder channels are identical"}}
+    info1 = make_run(exp_dir, "1", "training_RHemo.py", [stage1], model_name="simple_autoencoder_2_vad",
+                     loss_beta=0.0)
+    info2 = make_run(exp_dir, "2", "training_RHemo.py", [stage2, stage2], model_name="simple_autoencoder_2_vad",
+                     loss_beta=0.01, seed=[1, 2])
+    report.write_tables(exp_dir, [info1, info2])
+    table, sheets = read_tables(exp_dir)
+    first, second = table.iloc[0], table.iloc[1]
+    assert first["test_recon"] == 0.25 and first["input"] == "spectrogram"
+    assert math.isnan(first["test_acc"]) and math.isnan(first["val_acc_valence"])   # heads never trained
+    assert second["test_acc"] == 0.6 and second["test_acc_arousal"] == 0.7
+    assert math.isnan(second["test_acc_dominance"])                                  # nan in metrics.json
+    assert pd.isna(first["health"]) and second["health"] == "decoder channels are identical"
+    assert second["seed"] == "[1, 2]"
+    assert "test_wa" not in table.columns
+    assert "test acc %" in report.console_table([info1]) and " - " in report.console_table([info1])
 
 
-def test_spreadsheet_is_replaced_atomically(exp_dir):
+def test_xlsx_stores_formula_like_text_as_text(exp_dir):
+    formula = '=HYPERLINK("http://example.com","click")'
+    info = make_run(exp_dir, "1", "training_SER.py", [{**ser_metrics(0.5, 0.4, 0.3), "model_name": "@x"}],
+                    comment_1=formula, comment_2="+1")
+    _, xlsx_path = report.write_tables(exp_dir, [info])
+    for name in ("folds", "mean ± std"):
+        sheet = load_workbook(xlsx_path)[name]
+        cells = {c.value: c for row in sheet.iter_rows() for c in row if isinstance(c.value, str)}
+        assert cells["@x"].data_type == "s" and cells["@x"].quotePrefix
+    folds = {c.value: c for row in load_workbook(xlsx_path)["folds"].iter_rows() for c in row}
+    assert folds[formula].data_type == "s" and folds[formula].quotePrefix and folds["+1"].data_type == "s"
+    import zipfile
+    with zipfile.ZipFile(xlsx_path) as archive:
+        assert all("<f>" not in archive.read(n).decode() for n in archive.namelist() if n.endswith(".xml"))
+    assert pd.read_csv(report.table_paths(exp_dir)[0])["comment_1"][0] == formula
+
+
+def test_tables_are_replaced_atomically(exp_dir):
     info = make_run(exp_dir, "1", "training_SER.py", [None])
-    path = report.write_spreadsheet(exp_dir, [info])
-    path.write_bytes(b"old")
-    report.write_spreadsheet(exp_dir, [info])
-    assert load_workbook(path).sheetnames == ["SER"]
+    csv_path, xlsx_path = report.write_tables(exp_dir, [info])
+    xlsx_path.write_bytes(b"old")
+    report.write_tables(exp_dir, [info])
+    assert load_workbook(xlsx_path).sheetnames == ["folds", "mean ± std"]
 
 
 def test_runs_on_disk(exp_dir, capsys):
@@ -184,7 +215,7 @@ def test_console_table(exp_dir):
                                                        ser_metrics(0.7, 0.6, 0.5, params=2_470_000)])
     run2 = make_run(exp_dir, "2", "training_SER.py", ["crash"], model_quat=False)
     run3 = make_run(exp_dir, "3", "training_RHemo.py", [rhemo_metrics(0.25, 0.5)],
-                    model_name="simple_autoencoder_2_vad")
+                    model_name="simple_autoencoder_2_vad", loss_beta=0.01)
     text = report.console_table([run3, run2, run1])
     ser_block, rhemo_block = text.split("\n\n")
     lines = ser_block.splitlines()
@@ -219,5 +250,6 @@ def test_report_cli_regenerates_from_disk(exp_dir, capsys):
     assert report.main([str(exp_dir)]) == 0
     out = capsys.readouterr().out
     assert "SER runs" in out and (exp_dir / "2_SER_test_results.xlsx").exists()
+    assert pd.read_csv(exp_dir / "2_SER_test_results.csv")["test_wa"].tolist() == [0.5]
     assert json.loads((exp_dir / "1" / "summary.json").read_text())["folds_done"] == 1
     assert report.main([str(exp_dir / "nope")]) == 2

@@ -76,6 +76,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
          "processes on CPU).", scripts=_L, minimum=1),
     _opt("comment_1", "str", "", "Free text copied to the spreadsheet.", scripts=_BOTH + _L),
     _opt("comment_2", "str", "", "Free text copied to the spreadsheet.", scripts=_BOTH + _L),
+    # TensorBoard log (optional)
+    _opt("tensorboard", "bool", False, "Also write a TensorBoard log to <output_dir>/tensorboard: the log.csv "
+         "scalars per epoch and the run's figures (needs the optional tensorboard package)."),
     # where things are
     _opt("output_dir", "path", "results/manual", "Run folder: config.json, log.csv, checkpoint.pt, "
          "metrics.json and plots are written here. The launcher sets it."),
@@ -353,20 +356,50 @@ def _parse_cli_value(option: Option, text: str) -> Any:
     return text
 
 
+#: The --help text of a key shared by both scripts whose schema text describes both (the README table keeps
+#: the schema text); each script's help then speaks only of itself.
+SCRIPT_HELP = {
+    ("model_name", "rhemo"): "RH-emo model (the registry in models/ has one).",
+    ("model_name", "ser"): "SER network from the registry in models/.",
+    ("model_quat", "rhemo"): "Quaternion decoder (false: a real decoder with one output channel).",
+    ("model_quat", "ser"): "true: quaternion network on the RH-emo embeddings (needs use_r2he true). false: real "
+                           "network, on the spectrogram when use_r2he is false, or on the RH-emo embeddings when "
+                           "use_r2he is true.",
+    ("model_hidden_size", "rhemo"): "Hidden width of the emotion heads' MLPs.",
+    ("model_hidden_size", "ser"): "Hidden width of the AlexNet and VGG classifier MLPs (resnet50 has none).",
+    ("save_model_metric", "rhemo"): "Validation loss that selects the best checkpoint and drives early stopping.",
+    ("save_model_metric", "ser"): "Validation metric that selects the best checkpoint and drives early stopping "
+                                  "(acc is wa).",
+    ("load_pretrained", "rhemo"): "RH-emo checkpoint to start from, e.g. the stage-1 model (a checkpoint.pt of "
+                                  "training_RHemo.py or the authors' file).",
+    ("load_pretrained", "ser"): "SER checkpoint trained elsewhere to start from; its final classification layer "
+                                "is dropped.",
+}
+#: Choices of a shared key that differ per script.
+SCRIPT_CHOICES = {("model_name", "rhemo"): RHEMO_MODELS, ("model_name", "ser"): SER_MODELS,
+                  ("save_model_metric", "rhemo"): ("total_loss", "recon"),
+                  ("save_model_metric", "ser"): ("loss", "acc", "wa", "ua", "f1")}
+
+
 def build_parser(script: str, description: str) -> argparse.ArgumentParser:
-    """An argparse parser with ``--config FILE`` plus one ``--key value`` flag per option of ``script``."""
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """An argparse parser with ``--config FILE`` plus one ``--key value`` flag per option of ``script``.
+
+    The description (the script's docstring) keeps its line breaks; each flag's help is the text and the
+    choices for ``script`` (:data:`SCRIPT_HELP`, :data:`SCRIPT_CHOICES`).
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=None,
                         help="JSON file with a flat object of options; command-line flags override it.")
     parser.add_argument("--force", action="store_true",
                         help="Retrain in an output_dir that holds a finished run or a run of another config "
                              "(the old metrics.json is kept as metrics.previous.json).")
     for option in options_for(script).values():
+        choices = SCRIPT_CHOICES.get((option.name, script), option.choices)
+        metavar = "{" + ",".join(map(str, choices)) + "}" if choices else option.kind.upper()
+        text = SCRIPT_HELP.get((option.name, script), option.help)
         parser.add_argument(f"--{option.name}", dest=option.name, default=argparse.SUPPRESS,
-                            type=lambda text, o=option: _parse_cli_value(o, text),
-                            metavar=option.kind.upper(),
-                            help=f"{option.help} (default: {option.default_for(script)!r})")
+                            type=lambda text, o=option: _parse_cli_value(o, text), metavar=metavar,
+                            help=f"{text} (default: {json.dumps(option.default_for(script))})")
     return parser
 
 

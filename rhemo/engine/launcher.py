@@ -556,14 +556,14 @@ def _update_reports(experiment: Experiment, plans: list[RunPlan], plan: RunPlan,
     not stop the remaining runs (the reports can be rebuilt later with ``python -m rhemo.engine.report``)."""
     try:
         report.write_run_summary(plan.info(output_folder))
-        sheet = report.write_spreadsheet(Path(output_folder) / experiment.stem,
-                                         _experiment_runs(experiment, plans, output_folder))
+        table, sheet = report.write_tables(Path(output_folder) / experiment.stem,
+                                           _experiment_runs(experiment, plans, output_folder))
     except Exception as exc:  # noqa: BLE001 - a report problem must not cost the remaining trainings
         print(f"[warn] could not update the reports of {experiment.stem}: {type(exc).__name__}: {exc}. "
               f"Rebuild them with: python -m rhemo.engine.report {Path(output_folder) / experiment.stem}",
               file=console, flush=True)
         return
-    print(f"[xlsx] {sheet}", file=console, flush=True)
+    print(f"[csv] {table}\n[xlsx] {sheet}", file=console, flush=True)
 
 
 def print_plan(plans: list[tuple[Experiment, list[RunPlan]]], opts: LaunchOptions, console: TextIO) -> None:

@@ -43,6 +43,7 @@ from rhemo.engine import losses, metrics, protocol, runfolder
 from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from rhemo.engine.config import ConfigError
 from rhemo.engine.data import DataError
+from rhemo.engine.tensorboard_log import TensorBoardLog
 from rhemo.engine.weights import WeightsError
 
 #: Errors about the user's inputs (config, store, checkpoints, device): reported in one line, no traceback.
@@ -70,7 +71,7 @@ MONITORS = {
 #: Config keys that may change between an interrupted run and its resumption (they do not change the maths
 #: of the epochs already run).
 RESUME_FREE_KEYS = frozenset({"num_epochs", "early_stopping", "patience", "num_workers", "gpu_id", "use_cuda",
-                              "comment_1", "comment_2", "output_dir", "early_stopping_rule"})
+                              "comment_1", "comment_2", "output_dir", "early_stopping_rule", "tensorboard"})
 
 #: Callables ``hook(epoch)`` run after each finished epoch (1-based), once ``last.pt`` is on disk. Empty in
 #: normal runs; tests use it to simulate an interruption at a chosen epoch.
@@ -184,13 +185,16 @@ class Task:
 
 
 class SERTask(Task):
-    """Cross-entropy on (N, C) logits; metrics loss, wa, ua, f1, confusion (+ utt_* on validation/test)."""
+    """Cross-entropy on (N, C) logits; metrics loss, wa, ua, f1, confusion, per_class (+ utt_* on
+    validation/test, and ``segments``: the pass's (N, C) logits, (N,) targets and utterance codes as numpy
+    arrays, for the predictions CSVs; not a metric, never logged)."""
 
     script = "ser"
 
-    def __init__(self, num_classes: int, monitor: str = "loss") -> None:
+    def __init__(self, num_classes: int, monitor: str = "loss", label_names: list[str] | None = None) -> None:
         super().__init__(monitor)
         self.num_classes = int(num_classes)
+        self.label_names = label_names
 
     def loss(self, outputs, batch, epoch, training):
         logits = outputs.float()
@@ -204,8 +208,12 @@ class SERTask(Task):
     def summarise(self, sums, count, kept):
         out: dict[str, Any] = {"loss": sums["loss"] / count}
         groups = kept["group"].cpu().numpy() if "group" in kept else None
-        out.update(metrics.classification_report(kept["logits"], kept["target"], self.num_classes, groups=groups))
+        out.update(metrics.classification_report(kept["logits"], kept["target"], self.num_classes, groups=groups,
+                                                 label_names=self.label_names))
         out.pop("utt_count", None)
+        if groups is not None:
+            out["segments"] = {"logits": kept["logits"].cpu().numpy(), "target": kept["target"].cpu().numpy(),
+                               "group": groups}
         return out
 
 
@@ -633,6 +641,7 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
     optimizer = torch.optim.Adam(params, lr=cfg["learning_rate"], weight_decay=cfg["regularization_lambda"])
     state = _load_resume(out / LAST_FILE, cfg, net, optimizer) or FitState()
     log = _EpochLog(out / LOG_FILE, state.history)
+    board = TensorBoardLog(out, cfg.get("tensorboard", False) and runtime.is_main)
     num_epochs = cfg["num_epochs"]
     run_kwargs = {"amp": cfg["amp"], "channels_last": cfg["channels_last"]}
     saved_epochs = state.epochs  # what last.pt vouches for
@@ -671,13 +680,14 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
             seconds = time.perf_counter() - started
             state.seconds += seconds
             state.history.append({"epoch": epoch + 1, **_scalars("train", train), **_scalars("val", val),
-                                  "seconds": round(seconds, 3)})
+                                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3)})
             state.stopped = should_stop(state, monitor_key, task.mode, cfg)
             if runtime.is_main:
                 _save_resume(out / LAST_FILE, cfg, net, optimizer, state)
             saved_epochs = state.epochs
             if runtime.is_main:
                 log.append(state.history[-1])
+                board.epoch(state.history[-1])
                 print(_epoch_line(epoch + 1, num_epochs, train, val, show_keys, seconds, best), flush=True)
                 if state.stopped:
                     print(f"early stopping ({cfg['early_stopping_rule']} rule, patience {cfg['patience']}) on val "
@@ -689,6 +699,8 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
             print(f"\ninterrupted: {out / LAST_FILE} holds {saved_epochs} finished epoch(s); run the same command "
                   f"again to resume", flush=True)
         raise TrainingInterrupted(f"training interrupted after {saved_epochs} saved epoch(s)") from None
+    finally:
+        board.close()
     if state.best_state is None:
         raise TrainingDiverged(f"the validation {task.monitor_key} was never finite; no checkpoint was written; "
                                f"lower learning_rate (now {cfg['learning_rate']:g}) and retrain with --force")

@@ -8,6 +8,8 @@ Definitions (all fixed here, in one place):
 * ``f1``: macro F1 over the classes that occur in the targets **or** the predictions (the default of
   scikit-learn's ``f1_score(average='macro')``). Per class, F1 = 2·TP / (2·TP + FP + FN); a class that is
   predicted but never true therefore counts as 0, which penalises spurious predictions.
+* All of these are computed by ``sklearn.metrics`` (accuracy_score, recall_score, f1_score, confusion_matrix,
+  precision_recall_fscore_support); this module fixes which classes each one averages over.
 * ``confusion``: rows are true classes, columns predicted classes, ``num_classes × num_classes`` ints.
 * Utterance level (``utt_*``): the **logits** of an utterance's segments are averaged, then arg-maxed. Logits,
   not softmax probabilities, because averaging logits is the geometric mean of the class probabilities up to
@@ -25,7 +27,7 @@ import torch
 
 from rhemo.engine.splits import group_codes
 
-__all__ = ["classification_report", "binary_accuracy", "rhemo_metrics", "mean_std"]
+__all__ = ["classification_report", "utterance_logits", "binary_accuracy", "rhemo_metrics", "mean_std"]
 
 
 def _to_numpy(x: Any, what: str) -> np.ndarray:
@@ -40,27 +42,58 @@ def _to_numpy(x: Any, what: str) -> np.ndarray:
         raise ValueError(f"{what}: cannot be read as an array ({err})") from err
 
 
-def _report_from_predictions(pred: np.ndarray, targets: np.ndarray, num_classes: int) -> dict:
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (targets, pred), 1)
-    tp = np.diag(confusion).astype(np.float64)
-    true_count = confusion.sum(axis=1)
-    pred_count = confusion.sum(axis=0)
-    present = true_count > 0
-    recall = tp[present] / true_count[present]
-    seen = present | (pred_count > 0)
-    f1 = 2 * tp[seen] / (true_count[seen] + pred_count[seen])  # = 2TP / (2TP + FP + FN)
-    return {"wa": float(tp.sum() / len(targets)), "ua": float(recall.mean()), "f1": float(f1.mean()),
-            "confusion": confusion.tolist()}
+def _report_from_predictions(pred: np.ndarray, targets: np.ndarray, num_classes: int,
+                             label_names: Sequence[str] | None = None) -> dict:
+    """WA, UA, macro F1, confusion and the per-class report of (N,) predictions against (N,) targets."""
+    from sklearn import metrics as skm
+
+    every_class = np.arange(num_classes)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        targets, pred, labels=every_class, zero_division=0)
+    names = list(label_names) if label_names is not None else [str(k) for k in every_class]
+    per_class = {name: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
+                        "support": int(support[k])} for k, name in enumerate(names)}
+    return {"wa": float(skm.accuracy_score(targets, pred)),
+            "ua": float(skm.recall_score(targets, pred, labels=np.unique(targets), average="macro",
+                                         zero_division=0)),
+            "f1": float(skm.f1_score(targets, pred, average="macro", zero_division=0)),
+            "confusion": skm.confusion_matrix(targets, pred, labels=every_class).astype(int).tolist(),
+            "per_class": per_class}
 
 
-def classification_report(logits: Any, targets: Any, num_classes: int, groups: Sequence[Hashable] | None = None
-                          ) -> dict:
-    """WA, UA, macro F1 and the confusion matrix of (N, C) logits against (N,) class indices.
+def utterance_logits(logits: np.ndarray, targets: np.ndarray, groups: Sequence[Hashable]
+                     ) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+    """Pool (N, C) segment logits into utterances by ``groups`` (one utterance id per row).
 
-    ``groups`` (optional, one utterance id per row, any hashable) adds ``utt_wa``, ``utt_ua``, ``utt_f1``,
-    ``utt_confusion`` computed on the per-utterance mean of the segment logits, and ``utt_count``. All segments
-    of an utterance must share one target (ValueError otherwise). Accepts torch tensors or numpy arrays.
+    Returns (utterance ids in first-appearance order, (U, C) mean logits, (U,) targets, (U,) segment counts).
+    All segments of an utterance must share one target (ValueError otherwise).
+    """
+    groups = groups.tolist() if isinstance(groups, (np.ndarray, torch.Tensor)) else list(groups)
+    if len(groups) != len(targets):
+        raise ValueError(f"classification_report: groups has {len(groups)} entries for {len(targets)} rows")
+    utterances, codes = group_codes(groups)
+    n_utt = len(utterances)
+    _, first_row = np.unique(codes, return_index=True)
+    utt_target = targets[first_row]
+    mismatch = np.flatnonzero(utt_target[codes] != targets)
+    if mismatch.size:
+        row = mismatch[0]
+        raise ValueError(f"classification_report: utterance {groups[row]!r} has segments with different targets "
+                         f"({utt_target[codes[row]]} and {targets[row]} at row {row})")
+    sums = np.zeros((n_utt, logits.shape[1]), dtype=np.float64)
+    np.add.at(sums, codes, logits)
+    counts = np.bincount(codes, minlength=n_utt)
+    return utterances, sums / counts[:, None], utt_target, counts
+
+
+def classification_report(logits: Any, targets: Any, num_classes: int, groups: Sequence[Hashable] | None = None,
+                          label_names: Sequence[str] | None = None) -> dict:
+    """WA, UA, macro F1, the confusion matrix and a per-class report of (N, C) logits against (N,) class indices.
+
+    ``per_class`` maps each class (its ``label_names`` entry, else its index as a string) to precision, recall,
+    F1 and support (true rows). ``groups`` (optional, one utterance id per row, any hashable) adds ``utt_wa``,
+    ``utt_ua``, ``utt_f1``, ``utt_confusion``, ``utt_per_class`` computed on the per-utterance mean of the
+    segment logits (:func:`utterance_logits`), and ``utt_count``. Accepts torch tensors or numpy arrays.
 
     >>> r = classification_report([[2., 0.], [0., 1.], [3., 0.]], [0, 1, 1], 2, groups=['u1', 'u2', 'u2'])
     >>> r['wa'], r['confusion'], r['utt_wa']
@@ -86,28 +119,14 @@ def classification_report(logits: Any, targets: Any, num_classes: int, groups: S
     if not np.isfinite(logits).all():
         raise ValueError("classification_report: logits contain nan or inf")
     targets = targets.astype(np.int64)
-    report = _report_from_predictions(logits.argmax(axis=1), targets, num_classes)
+    report = _report_from_predictions(logits.argmax(axis=1), targets, num_classes, label_names)
     if groups is None:
         return report
 
-    groups = groups.tolist() if isinstance(groups, (np.ndarray, torch.Tensor)) else list(groups)
-    if len(groups) != len(targets):
-        raise ValueError(f"classification_report: groups has {len(groups)} entries for {len(targets)} rows")
-    utterances, codes = group_codes(groups)
-    n_utt = len(utterances)
-    _, first_row = np.unique(codes, return_index=True)
-    utt_target = targets[first_row]
-    mismatch = np.flatnonzero(utt_target[codes] != targets)
-    if mismatch.size:
-        row = mismatch[0]
-        raise ValueError(f"classification_report: utterance {groups[row]!r} has segments with different targets "
-                         f"({utt_target[codes[row]]} and {targets[row]} at row {row})")
-    sums = np.zeros((n_utt, num_classes), dtype=np.float64)
-    np.add.at(sums, codes, logits)
-    mean_logits = sums / np.bincount(codes, minlength=n_utt)[:, None]
-    utt = _report_from_predictions(mean_logits.argmax(axis=1), utt_target, num_classes)
+    utterances, mean_logits, utt_target, _ = utterance_logits(logits, targets, groups)
+    utt = _report_from_predictions(mean_logits.argmax(axis=1), utt_target, num_classes, label_names)
     report.update({f"utt_{key}": value for key, value in utt.items()})
-    report["utt_count"] = n_utt
+    report["utt_count"] = len(utterances)
     return report
 
 

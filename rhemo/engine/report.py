@@ -4,11 +4,12 @@ Everything is read back from the run folders written by the training scripts and
 
     results/<experiment>/<run>/fold<k>/{config.json, metrics.json, error.txt, run.log, ...}
     results/<experiment>/<run>/summary.json            mean ± std over the finished folds
-    results/<experiment>/<experiment>_results.xlsx     one row per run × fold, plus a mean and a ± std row per run
+    results/<experiment>/<experiment>_results.csv      tidy: one row per run × fold (pandas.read_csv reads it as is)
+    results/<experiment>/<experiment>_results.xlsx     sheet 'folds' (the same rows), sheet 'mean ± std' (one per run)
 
 A fold's status is ``done`` (readable ``metrics.json`` with status done), ``corrupt`` (a ``metrics.json`` that
 cannot be read), ``failed`` (an ``error.txt`` written by the launcher) or ``missing`` (not run yet, or stopped
-without a record). Accuracies, UA and F1 are stored as fractions and shown as percentages.
+without a record). Accuracies, UA and F1 are stored as fractions (the xlsx shows them as percentages).
 
 Regenerate the reports of an experiment from disk::
 
@@ -21,7 +22,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -51,6 +52,7 @@ class RunInfo:
     quat: bool
     comment_1: str = ""
     comment_2: str = ""
+    config: dict[str, Any] = field(default_factory=dict)  # the first readable fold config (fallback per fold)
 
     @classmethod
     def from_config(cls, experiment: str, run: str, run_dir: Path, config: dict[str, Any]) -> "RunInfo":
@@ -63,7 +65,7 @@ class RunInfo:
         return cls(experiment=experiment, run=str(run), run_dir=Path(run_dir), script_file=script_file, kind=kind,
                    num_folds=int(config.get("num_folds", 1)), model_name=str(config.get("model_name", "")),
                    quat=bool(config.get("model_quat", False)), comment_1=str(config.get("comment_1", "") or ""),
-                   comment_2=str(config.get("comment_2", "") or ""))
+                   comment_2=str(config.get("comment_2", "") or ""), config=dict(config))
 
 
 def _run_sort_key(run: str) -> tuple:
@@ -142,8 +144,16 @@ def fold_record(fold_dir: Path, fold: int) -> FoldRecord:
 
 
 def fold_records(info: RunInfo) -> list[FoldRecord]:
-    """One record per fold of the run, ``fold0`` … ``fold<num_folds-1>``."""
-    return [fold_record(info.run_dir / f"fold{k}", k) for k in range(info.num_folds)]
+    """One record per fold of the run, ``fold0`` … ``fold<num_folds-1>``. A stage-1 RH-emo run's emotion
+    accuracies (heads it never trained, see :func:`untrained_heads`) are left out."""
+    records = [fold_record(info.run_dir / f"fold{k}", k) for k in range(info.num_folds)]
+    if untrained_heads(info.config):
+        for record in records:
+            if record.metrics is not None:
+                record.metrics = {key: ({k: v for k, v in value.items() if not k.startswith("acc")}
+                                        if key in ("train", "val", "test") and isinstance(value, dict) else value)
+                                  for key, value in record.metrics.items()}
+    return records
 
 
 # ------------------------------------------------------------------------------------------- aggregation
@@ -229,132 +239,163 @@ def write_run_summary(info: RunInfo) -> Path:
     return path
 
 
-# ------------------------------------------------------------------------------------------- columns
-@dataclass(frozen=True)
-class Column:
-    """One spreadsheet column: header, the flat key of its value, its kind and width."""
-
-    header: str
-    key: str
-    kind: str = "text"  # text | int | pct | loss | seconds | bool
-    width: int = 12
-
-
-_NUMBER_FORMATS = {"int": "#,##0", "pct": "0.00%", "loss": "0.0000", "seconds": "0.0"}
-_SUMMARY_FORMATS = {**_NUMBER_FORMATS, "int": "#,##0.0"}
-
-_LEADING = [Column("experiment", "experiment", width=26), Column("run", "run", width=6),
-            Column("fold", "fold", width=8), Column("status", "status", width=12),
-            Column("script", "script", width=18), Column("model", "model", width=24),
-            Column("quat", "quat", "bool", 7), Column("params", "params", "int", 13)]
-_TRAILING = [Column("epochs", "epochs", "int", 8), Column("best epoch", "best_epoch", "int", 10),
-             Column("time (s)", "seconds", "seconds", 10), Column("comment_1", "comment_1", width=30),
-             Column("comment_2", "comment_2", width=30), Column("note", "note", width=40)]
-
-COLUMNS: dict[str, list[Column]] = {
-    "ser": _LEADING + [
-        Column("test WA", "test.wa", "pct"), Column("test UA", "test.ua", "pct"),
-        Column("test F1", "test.f1", "pct"), Column("test utt WA", "test.utt_wa", "pct"),
-        Column("test utt UA", "test.utt_ua", "pct"), Column("test utt F1", "test.utt_f1", "pct"),
-        Column("val WA", "val.wa", "pct"),
-        Column("test WA batch-mean", "test.wa_batchmean", "pct", 18)] + _TRAILING,
-    "rhemo": _LEADING + [
-        Column("test total", "test.total", "loss"), Column("test recon", "test.recon", "loss"),
-        Column("test emo", "test.emo", "loss"), Column("test acc", "test.acc", "pct"),
-        Column("test acc valence", "test.acc_valence", "pct", 15),
-        Column("test acc arousal", "test.acc_arousal", "pct", 15),
-        Column("test acc dominance", "test.acc_dominance", "pct", 17),
-        Column("val total", "val.total", "loss")] + _TRAILING,
-}
-_NUMERIC_KINDS = ("int", "pct", "loss", "seconds")
+# ------------------------------------------------------------------------------------------- tables
+#: Hyperparameter columns of the results table: column name → config key.
+HYPERPARAMETERS = {"lr": "learning_rate", "batch_size": "batch_size", "patience": "patience",
+                   "max_epochs": "num_epochs", "normalisation": "normalisation", "protocol": "protocol",
+                   "label_view": "label_view", "seed": "seed"}
+_METRICS = {"ser": ("wa", "ua", "f1", "utt_wa", "utt_ua", "utt_f1", "wa_batchmean", "loss"),
+            "rhemo": ("total", "recon", "emo", "cls", "vad", "acc", "acc_valence", "acc_arousal", "acc_dominance")}
+#: Metric columns of the results table, ``<split>_<metric>`` (values as in metrics.json: fractions, not %).
+METRIC_COLUMNS = [f"{split}_{key}" for kind in ("ser", "rhemo") for split in ("test", "val")
+                  for key in _METRICS[kind]]
+RUN_COLUMNS = ["experiment", "run", "fold", "status", "script", "model", "quat", "input", "params",
+               *HYPERPARAMETERS, "epochs", "best_epoch"]
+TRAILING_COLUMNS = ["seconds", "health", "comment_1", "comment_2", "note"]
+_PERCENT = tuple(f"{split}_{key}" for split in ("test", "val") for key in
+                 ("wa", "ua", "f1", "utt_wa", "utt_ua", "utt_f1", "wa_batchmean", "acc", "acc_valence", "acc_arousal", "acc_dominance"))
+FORMULA_PREFIXES = ("=", "+", "-", "@")
 
 
-def _finite(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+def input_description(config: dict[str, Any]) -> str:
+    """What the network reads, from a run's config: 'spectrogram' or 'RH-emo embeddings (<which RH-emo>)'."""
+    if SCRIPT_FILES.get(config.get("script", "")) != "ser" or not config.get("use_r2he", True):
+        return "spectrogram"
+    source = config.get("r2he_model_path", "unknown RH-emo") or "randomly initialised"
+    mode = ", fine-tuned" if config.get("finetune_r2he") else ""
+    return f"RH-emo embeddings ({source}{mode})"
 
 
-def _row_base(info: RunInfo) -> dict[str, Any]:
-    return {"experiment": info.experiment, "run": int(info.run) if info.run.isdigit() else info.run,
-            "script": info.script_file, "model": info.model_name, "quat": info.quat,
-            "comment_1": info.comment_1, "comment_2": info.comment_2}
+def _scalar(value: Any) -> Any:
+    """A config value as one table cell: lists and dicts become their JSON text."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
-def run_rows(info: RunInfo) -> list[tuple[str, dict[str, Any]]]:
-    """The spreadsheet rows of one run: ('fold', values) per fold, then ('mean', …) and ('std', …)."""
-    records = fold_records(info)
+def _fold_config(info: RunInfo, fold: int) -> dict[str, Any]:
+    try:
+        config = json.loads((info.run_dir / f"fold{fold}" / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def untrained_heads(config: dict[str, Any]) -> bool:
+    """A stage-1 RH-emo run (loss_beta 0) never trained its emotion heads: their accuracies are not reported."""
+    return SCRIPT_FILES.get(config.get("script", "")) == "rhemo" and float(config.get("loss_beta", 0.0)) == 0.0
+
+
+def fold_row(info: RunInfo, record: FoldRecord) -> dict[str, Any]:
+    """One row of the results table: the run, the fold's config and its metrics (nan where absent)."""
+    config = _fold_config(info, record.fold) or info.config
+    metrics = record.metrics or {}
+    health = metrics.get("health")
+    row: dict[str, Any] = {
+        "experiment": info.experiment, "run": int(info.run) if info.run.isdigit() else info.run,
+        "fold": record.fold, "status": record.status, "script": info.script_file,
+        "model": metrics.get("model_name", config.get("model_name", info.model_name)),
+        "quat": bool(metrics.get("quat", config.get("model_quat", info.quat))),
+        "input": input_description(config), "params": metrics.get("params"),
+        **{column: _scalar(config.get(key)) for column, key in HYPERPARAMETERS.items()},
+        "epochs": metrics.get("epochs"), "best_epoch": metrics.get("best_epoch")}
+    for column in METRIC_COLUMNS:
+        split, key = column.split("_", 1)
+        value = (metrics.get(split) or {}).get(key)
+        row[column] = math.nan if value is None else value
+    row.update({"seconds": metrics.get("seconds"),
+                "health": health.get("warning") if isinstance(health, dict) else None,
+                "comment_1": config.get("comment_1", info.comment_1) or "",
+                "comment_2": config.get("comment_2", info.comment_2) or "", "note": record.note})
+    return row
+
+
+def results_frame(infos: Iterable[RunInfo]):
+    """The tidy results table (pandas DataFrame): one row per run × fold, columns :data:`RUN_COLUMNS`, the
+    :data:`METRIC_COLUMNS` of the script kinds present (nan where a fold has no value), :data:`TRAILING_COLUMNS`.
+    Runs sorted by number."""
+    import pandas as pd
+
+    infos = sorted(infos, key=lambda i: _run_sort_key(i.run))
+    rows = [fold_row(info, record) for info in infos for record in fold_records(info)]
+    frame = pd.DataFrame(rows, columns=RUN_COLUMNS + METRIC_COLUMNS + TRAILING_COLUMNS)
+    kinds = {info.kind for info in infos}
+    used = [c for c in METRIC_COLUMNS if any(c.split("_", 1)[1] in _METRICS[kind] for kind in kinds)]
+    return frame[RUN_COLUMNS + used + TRAILING_COLUMNS]
+
+
+def summary_frame(results):
+    """Mean and population std (ddof 0, as :func:`rhemo.engine.metrics.mean_std`) per run over its finished
+    folds (and seeds): one row per run, ``<metric>_mean`` and ``<metric>_std`` columns, ``folds_done``."""
+    import pandas as pd
+
+    keys = ["experiment", "run", "script", "model", "quat", "input"]
+    numeric = [c for c in results.columns if c in METRIC_COLUMNS + ["params", "epochs", "best_epoch", "seconds"]]
+    done = results[results["status"] == "done"]
     rows = []
-    for record in records:
-        values = {**_row_base(info), "fold": record.fold, "status": record.status, "note": record.note}
-        if record.metrics is not None:
-            metrics = record.metrics
-            values["model"] = metrics.get("model_name", info.model_name)
-            values["quat"] = bool(metrics.get("quat", info.quat))
-            values.update({k: _finite(v) for k, v in flat_numbers(metrics).items()})
-        rows.append(("fold", values))
-    stats = aggregate(records)
-    done = sum(r.status == "done" for r in records)
-    summary = {**_row_base(info), "status": f"{done}/{len(records)} done"}
-    if stats:
-        first_done = next(r.metrics for r in records if r.metrics is not None)
-        summary["model"] = first_done.get("model_name", info.model_name)
-        summary["quat"] = bool(first_done.get("quat", info.quat))
-    rows.append(("mean", {**summary, "fold": "mean", **{k: _finite(v["mean"]) for k, v in stats.items()}}))
-    rows.append(("std", {**summary, "fold": "± std", **{k: _finite(v["std"]) for k, v in stats.items()}}))
-    return rows
+    for (experiment, run), group in results.groupby(["experiment", "run"], sort=False):
+        finished = done[(done["experiment"] == experiment) & (done["run"] == run)]
+        row = {k: group[k].iloc[0] for k in keys}
+        row["folds_done"] = f"{len(finished)}/{len(group)}"
+        for column in numeric:
+            values = pd.to_numeric(finished[column], errors="coerce")
+            row[f"{column}_mean"] = values.mean() if len(values) else math.nan
+            row[f"{column}_std"] = values.std(ddof=0) if len(values) else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-# ------------------------------------------------------------------------------------------- spreadsheet
-def spreadsheet_path(experiment_dir: Path) -> Path:
-    experiment_dir = Path(experiment_dir)
-    return experiment_dir / f"{experiment_dir.name}_results.xlsx"
+def _as_text_cells(sheet) -> None:
+    """Store every string cell as text: openpyxl turns a string starting with '=' into a live formula."""
+    for row in sheet.iter_rows():
+        for cell in row:
+            if isinstance(cell.value, str) and cell.value.startswith(FORMULA_PREFIXES):
+                cell.data_type = "s"
+                cell.quotePrefix = True
 
 
-def write_spreadsheet(experiment_dir: Path, infos: Sequence[RunInfo]) -> Path:
-    """Write ``<experiment_dir>/<name>_results.xlsx`` (one sheet per script kind present) atomically.
-
-    Each sheet has a bold, frozen header row, one row per run × fold, and per run a 'mean' and a '± std' row
-    over the finished folds. Returns the path.
-    """
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font, PatternFill
+def _format_sheet(sheet, frame) -> None:
+    from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
+
+    for index, column in enumerate(frame.columns, start=1):
+        letter = get_column_letter(index)
+        sheet[f"{letter}1"].font = Font(bold=True)
+        sheet.column_dimensions[letter].width = max(8, min(40, len(str(column)) + 2))
+        base = column.rsplit("_", 1)[0] if column.endswith(("_mean", "_std")) else column
+        number_format = "0.00%" if base in _PERCENT else "#,##0" if base == "params" else None
+        if number_format:
+            for cell in sheet[letter][1:]:
+                cell.number_format = number_format
+    sheet.freeze_panes = "D2"
+    _as_text_cells(sheet)
+
+
+def table_paths(experiment_dir: Path) -> tuple[Path, Path]:
+    """(``<exp>_results.csv``, ``<exp>_results.xlsx``) of an experiment folder."""
+    experiment_dir = Path(experiment_dir)
+    return (experiment_dir / f"{experiment_dir.name}_results.csv",
+            experiment_dir / f"{experiment_dir.name}_results.xlsx")
+
+
+def write_tables(experiment_dir: Path, infos: Sequence[RunInfo]) -> tuple[Path, Path]:
+    """Write the results CSV and the xlsx (sheet 'folds': the same rows; sheet 'mean ± std': one row per run),
+    both from one DataFrame and atomically. Every string cell of the xlsx is stored as text, never as a
+    formula. Returns (csv path, xlsx path)."""
+    import pandas as pd
 
     experiment_dir = Path(experiment_dir)
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    infos = sorted(infos, key=lambda i: _run_sort_key(i.run))
-    kinds = list(dict.fromkeys(i.kind for i in infos)) or ["ser"]
-    workbook = Workbook()
-    workbook.remove(workbook.active)
-    header_fill = PatternFill("solid", fgColor="DDDDDD")
-    summary_fill = PatternFill("solid", fgColor="EEF3FA")
-    for kind in kinds:
-        sheet = workbook.create_sheet(KIND_TITLES[kind])
-        columns = COLUMNS[kind]
-        sheet.append([c.header for c in columns])
-        for index, column in enumerate(columns, start=1):
-            cell = sheet.cell(row=1, column=index)
-            cell.font = Font(bold=True)
-            cell.fill = header_fill
-            cell.alignment = Alignment(horizontal="center")
-            sheet.column_dimensions[get_column_letter(index)].width = column.width
-        sheet.freeze_panes = "E2"
-        for info in (i for i in infos if i.kind == kind):
-            for row_kind, values in run_rows(info):
-                sheet.append([values.get(c.key) for c in columns])
-                row = sheet.max_row
-                formats = _NUMBER_FORMATS if row_kind == "fold" else _SUMMARY_FORMATS
-                for index, column in enumerate(columns, start=1):
-                    cell = sheet.cell(row=row, column=index)
-                    if column.kind in formats:
-                        cell.number_format = formats[column.kind]
-                    if row_kind != "fold":
-                        cell.fill = summary_fill
-                        cell.font = Font(italic=True, bold=row_kind == "mean")
-    path = spreadsheet_path(experiment_dir)
-    tmp = path.with_name(path.name + ".tmp")
-    workbook.save(tmp)
-    os.replace(tmp, path)
-    return path
+    results = results_frame(infos)
+    csv_path, xlsx_path = table_paths(experiment_dir)
+    tmp_csv = csv_path.with_name(csv_path.name + ".tmp")
+    results.to_csv(tmp_csv, index=False)
+    os.replace(tmp_csv, csv_path)
+    tmp_xlsx = xlsx_path.with_name(xlsx_path.name + ".tmp")
+    with pd.ExcelWriter(tmp_xlsx, engine="openpyxl") as writer:
+        for name, frame in (("folds", results), ("mean ± std", summary_frame(results))):
+            frame.to_excel(writer, sheet_name=name, index=False)
+            _format_sheet(writer.sheets[name], frame)
+    os.replace(tmp_xlsx, xlsx_path)
+    return csv_path, xlsx_path
 
 
 # ------------------------------------------------------------------------------------------- console
@@ -427,13 +468,13 @@ def console_table(infos: Iterable[RunInfo]) -> str:
 
 
 # ------------------------------------------------------------------------------------------- CLI
-def regenerate(experiment_dir: Path) -> tuple[Path, str]:
-    """Rewrite every run's summary.json and the spreadsheet of ``experiment_dir`` from disk; return the
-    spreadsheet path and the console table."""
+def regenerate(experiment_dir: Path) -> tuple[tuple[Path, Path], str]:
+    """Rewrite every run's summary.json and the results CSV and xlsx of ``experiment_dir`` from disk; return
+    the (csv, xlsx) paths and the console table."""
     infos = runs_on_disk(experiment_dir)
     for info in infos:
         write_run_summary(info)
-    return write_spreadsheet(experiment_dir, infos), console_table(infos)
+    return write_tables(experiment_dir, infos), console_table(infos)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -444,9 +485,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.experiment_dir.is_dir():
         print(f"report: {args.experiment_dir} is not a folder", file=sys.stderr)
         return 2
-    path, table = regenerate(args.experiment_dir)
+    (csv_path, xlsx_path), table = regenerate(args.experiment_dir)
     print(table)
-    print(f"spreadsheet: {path}")
+    print(f"results table: {csv_path}\nspreadsheet: {xlsx_path}")
     return 0
 
 
