@@ -39,7 +39,7 @@ from rhemo.engine.device import Runtime
 
 __all__ = ["NORMALISATIONS", "Normalisation", "compute_normalisation", "Selection", "select_rows",
            "SegmentDataset", "make_datasets", "ShardSampler", "make_train_loader", "make_eval_loader",
-           "DataError"]
+           "DataError", "eval_batch_size"]
 
 NORMALISATIONS = ("max", "zscore")
 SPLITS = ("train", "val", "test")
@@ -276,6 +276,13 @@ def make_train_loader(dataset: SegmentDataset, batch_size: int, seed: int, runti
     generator = torch.Generator().manual_seed(seed)  # keeps the loader off the global RNG (worker seeds)
     return DataLoader(dataset, batch_size=batch_size // world, sampler=sampler, generator=generator,
                       **_loader_options(runtime, num_workers))
+
+
+def eval_batch_size(cfg: dict) -> int:
+    """Rows per evaluation batch: config key eval_batch_size, or twice batch_size when it is null. Evaluation
+    keeps no activations for a backward pass, and eval mode has no batch dependence, so any size gives the same
+    metrics."""
+    return cfg["eval_batch_size"] or 2 * cfg["batch_size"]
 
 
 def make_eval_loader(dataset: SegmentDataset, batch_size: int, runtime: Runtime, num_workers: int = 0
