@@ -243,3 +243,19 @@ def test_a_training_step_places_every_tensor_on_the_run_device(name, quat, lean)
     assert loss.device.type == "meta"
     loss.backward()
     optimizer.step()
+
+
+def test_a_loader_batch_is_one_read_equal_to_the_rows_normalised(tmp_path):
+    store = SegmentStore(make_store(tmp_path / "store", FOUR * 2))
+    rows = np.array([6, 1, 3, 0, 7, 2])
+    norm = data.compute_normalisation(store.predictors, rows, "max")
+    vad = np.arange(18, dtype=np.float32).reshape(6, 3)
+    dataset = data.SegmentDataset(store.predictors, rows, np.arange(6) % 4, vad, np.arange(6) + 10, norm)
+    batch = next(iter(data.make_eval_loader(dataset, 4, CPU)))
+    expected = np.asarray(store.predictors)[rows[:4]] / norm.max
+    assert batch["x"].shape == (4, 1, 512, 128) and batch["x"].dtype == torch.float32
+    np.testing.assert_array_equal(batch["x"][:, 0].numpy(), expected.astype(np.float32))
+    assert batch["target"].tolist() == [0, 1, 2, 3] and batch["group"].tolist() == [10, 11, 12, 13]
+    np.testing.assert_array_equal(batch["vad"].numpy(), vad[:4])
+    item = dataset[5]
+    assert item["x"].shape == (1, 512, 128) and int(item["target"]) == 1 and int(item["group"]) == 15
