@@ -259,3 +259,21 @@ def test_a_loader_batch_is_one_read_equal_to_the_rows_normalised(tmp_path):
     np.testing.assert_array_equal(batch["vad"].numpy(), vad[:4])
     item = dataset[5]
     assert item["x"].shape == (1, 512, 128) and int(item["target"]) == 1 and int(item["group"]) == 15
+
+
+def test_zero_adam_moments_are_stored_compactly_and_restored_exactly():
+    net = nn.Linear(5, 3)
+    optimizer = loop.make_optimizer(list(net.parameters()), 1e-3, 0.0)
+    net.weight.grad, net.bias.grad = torch.ones_like(net.weight), torch.zeros_like(net.bias)
+    optimizer.step()  # the weight gets moments, the bias a zero gradient: all-zero moments
+    saved = optimizer.state_dict()
+    compact = loop._compact_zeros(saved)
+    assert compact["state"][1]["exp_avg"] == {"zeros": [3], "dtype": "float32"}
+    assert torch.equal(compact["state"][0]["exp_avg"], saved["state"][0]["exp_avg"])
+    restored = loop._expand_zeros(compact)
+    for index in saved["state"]:
+        for key, value in saved["state"][index].items():
+            assert torch.equal(restored["state"][index][key], value), (index, key)
+    other = loop.make_optimizer(list(nn.Linear(5, 3).parameters()), 1e-3, 0.0)
+    other.load_state_dict(restored)
+    assert torch.equal(other.state_dict()["state"][1]["exp_avg_sq"], torch.zeros(3))

@@ -570,7 +570,7 @@ def _load_resume(path: Path, cfg: dict, model: nn.Module, optimizer: torch.optim
                   f"to: starting from scratch", flush=True)
         return None
     model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
+    optimizer.load_state_dict(_expand_zeros(saved["optimizer"]))
     state = FitState(epochs=int(saved["epoch"]), history=list(saved["history"]), best_metric=saved["best_metric"],
                      best_epoch=int(saved["best_epoch"]), best_state=best_state,
                      bad_epochs=int(saved["bad_epochs"]), stopped=bool(saved["stopped"]),
@@ -578,6 +578,29 @@ def _load_resume(path: Path, cfg: dict, model: nn.Module, optimizer: torch.optim
     if dev.is_main_process():
         print(f"resuming from {path}: {state.epochs} epoch(s) done, best epoch {state.best_epoch}", flush=True)
     return state
+
+
+def _compact_zeros(optimizer_state: dict) -> dict:
+    """The optimiser state with every all-zero moment tensor replaced by its shape and dtype: the Adam moments of
+    parameters that never had a gradient (RH-emo's heads in stage 1, ~1 GB at paper size) cost nothing in last.pt."""
+    def compact(value):
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and not torch.any(value):
+            return {"zeros": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
+        return value
+    state = {index: {key: compact(value) for key, value in entry.items()}
+             for index, entry in optimizer_state["state"].items()}
+    return {**optimizer_state, "state": state}
+
+
+def _expand_zeros(optimizer_state: dict) -> dict:
+    """Inverse of :func:`_compact_zeros`."""
+    def expand(value):
+        if isinstance(value, dict) and set(value) == {"zeros", "dtype"}:
+            return torch.zeros(value["zeros"], dtype=getattr(torch, value["dtype"]))
+        return value
+    state = {index: {key: expand(value) for key, value in entry.items()}
+             for index, entry in optimizer_state["state"].items()}
+    return {**optimizer_state, "state": state}
 
 
 def _saved_best_state(folder: Path, saved: dict) -> dict | None | bool:
@@ -607,8 +630,9 @@ def _save_resume(out: Path, cfg: dict, model: nn.Module, optimizer: torch.optim.
                                           "state_dict": state.best_state})
         best_on_disk = state.best_epoch
     save_checkpoint(out / LAST_FILE, {
-        "format": CHECKPOINT_FORMAT, "kind": "resume", "config": cfg, "model": _cpu_state(model),
-        "optimizer": optimizer.state_dict(), "epoch": state.epochs, "history": state.history,
+        "format": CHECKPOINT_FORMAT, "kind": "resume", "config": cfg,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},  # written now: no copy needed
+        "optimizer": _compact_zeros(optimizer.state_dict()), "epoch": state.epochs, "history": state.history,
         "best_metric": state.best_metric, "best_epoch": state.best_epoch, "best_in": where,
         "best_state_dict": None, "bad_epochs": state.bad_epochs, "stopped": state.stopped,
         "seconds": state.seconds, "rng": _rng_state()})
