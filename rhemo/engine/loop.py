@@ -325,11 +325,11 @@ class _ParkedParameters:
 
     With a zero gradient (and no weight decay) Adam decays exp_avg/exp_avg_sq, advances ``step`` and moves the
     parameter by lr·m̂/(√v̂ + eps), which is exactly 0 while exp_avg is 0. So when their moments are all zero
-    (never trained, e.g. stage 1) they get no gradient during the pass (Adam skips them) and :meth:`finish` makes one
-    zero-gradient Adam step over them alone (creating the state as Adam does) and adds the other steps to their
-    step count. Otherwise (momentum from earlier epochs, e.g. an emo_loss_holes epoch of stage 2) they get an
-    explicit zero gradient before every step: Adam then moves them exactly as in the full computation, and only
-    their forward and backward passes are saved.
+    (never trained, e.g. stage 1) they get no gradient during the pass (Adam skips them) and :meth:`finish` adds
+    the pass's steps to their step count (the first time, one zero-gradient Adam step over them alone creates
+    their state as Adam does). Otherwise (momentum from earlier epochs, e.g. an emo_loss_holes epoch of stage 2)
+    they get an explicit zero gradient before every step: Adam then moves them exactly as in the full
+    computation, and only their forward and backward passes are saved.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
@@ -346,13 +346,16 @@ class _ParkedParameters:
     def finish(self) -> None:
         if not self.deferred or self.steps == 0:
             return
-        self.optimizer.zero_grad(set_to_none=True)
+        pending = self.steps
+        if any(not self.optimizer.state.get(param) for param in self.params):  # Adam creates the state
+            self.optimizer.zero_grad(set_to_none=True)
+            for param in self.params:
+                param.grad = torch.zeros_like(param)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            pending -= 1
         for param in self.params:
-            param.grad = torch.zeros_like(param)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        for param in self.params:
-            self.optimizer.state[param]["step"] += self.steps - 1
+            self.optimizer.state[param]["step"] += pending
 
 
 def _zero_moments(state: dict) -> bool:
