@@ -16,7 +16,9 @@ size (RH-emo 50, SER 20) and learning rate:
 * ``authors``: (RH-emo only) a RE-CREATION of the authors' ``training_RHemo.py`` loop from its specification
   (reference §3 and §4.2; their code is not available here): default Adam, per batch zero_grad / forward /
   emo_loss_vad with its 12 per-batch Python floats / backward / step, the heads always computed, data as
-  in-RAM tensors, validation every epoch, ``torch.save`` of the state_dict when the validation total improves.
+  in-RAM tensors, validation every epoch, ``torch.save`` of the state_dict when the validation total improves;
+* ``recompute``: (quaternion SER nets only) the engine, but the frozen RH-emo embeddings are recomputed for
+  every batch instead of read from the cache: its ratio is what the cache alone buys.
 
 Figures: ``step`` = median time of one training step on a resident batch (forward, loss, backward, Adam);
 ``epoch`` = median over the epochs of one epoch (training + validation + checkpoint writes); ``train``,
@@ -349,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in names:
         label, script, overrides = NETS[name]
-        variants = ("engine", "off", "authors") if script == "rhemo" else ("engine", "off")
+        variants = {"rhemo": ("engine", "off", "authors"), "ser": ("engine", "off")}[script]
+        if overrides.get("model_quat"):
+            variants += ("recompute",)
         rows = {}
         for variant in variants:
             spec = {"net": name, "script": script, "variant": variant, "store": str(store), "hidden": hidden,
