@@ -83,7 +83,8 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     origin = provenance.rhemo_provenance(cfg, store, cfg["load_pretrained"])
     batch, workers = cfg["batch_size"], cfg["num_workers"]
     train_loader = data.make_train_loader(datasets["train"], batch, cfg["seed"], runtime, workers)
-    eval_loaders = {s: data.make_eval_loader(ds, batch, runtime, workers) for s, ds in datasets.items()}
+    eval_loaders = {s: data.make_eval_loader(ds, data.eval_batch_size(cfg), runtime, workers)
+                    for s, ds in datasets.items()}
 
     # model: 5 logits at least, so that the authors' weights (and stage 1 → stage 2) always fit
     model_kwargs = {"quat": cfg["model_quat"], "hidden_size": cfg["model_hidden_size"],

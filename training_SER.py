@@ -129,7 +129,8 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
         input_desc = "spectrogram (1x512x128)" if rhemo is None else f"RH-emo embeddings per batch ({mode})"
     batch, workers = cfg["batch_size"], cfg["num_workers"]
     train_loader = data.make_train_loader(datasets["train"], batch, cfg["seed"], runtime, workers)
-    eval_loaders = {s: data.make_eval_loader(ds, batch, runtime, workers) for s, ds in datasets.items()}
+    eval_loaders = {s: data.make_eval_loader(ds, data.eval_batch_size(cfg), runtime, workers)
+                    for s, ds in datasets.items()}
 
     # network (+ pretrained backbone), wrapped with its front end
     model_name = cfg["model_name"]

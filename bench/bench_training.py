@@ -1,33 +1,30 @@
-"""Training speed and memory of the engine, for RH-emo and every SER network, at batch 20 on CPU.
+"""Where training time goes, and what the engine's speed-ups buy: RH-emo stage 1 and 2 and every SER network.
 
-    .venv/bin/python bench/bench_training.py                 # paper sizes (hidden 4096), 5 timed steps
-    .venv/bin/python bench/bench_training.py --quick         # hidden 256, 3 timed steps, small store
-    .venv/bin/python bench/bench_training.py --models AlexNet --hidden 1024 --json out.json
+    .venv/bin/python bench/bench_training.py                 # paper sizes (hidden 4096), 3 epochs, 5 steps
+    .venv/bin/python bench/bench_training.py --quick         # hidden 256, 40-utterance store, no real VGG/ResNet
+    .venv/bin/python bench/bench_training.py --models stage1 stage2 --epochs 2 --json out.json
 
-A synthetic IEMOCAP-layout corpus is generated and preprocessed into a segment store (rhemo.data.synthetic →
-rhemo.data.store, cached under --workdir). Each (network, variant) is then measured in its own fresh process:
+A synthetic IEMOCAP-layout corpus is preprocessed into a segment store (cached under --workdir). Each (network,
+variant) then runs in its own fresh process, with --threads torch threads (default 1), at the configs' batch
+size (RH-emo 50, SER 20) and learning rate:
 
-* step: time of one optimisation step (forward, loss, backward, Adam) on a resident batch of 20,
-  through the engine's own ``loop.run_pass``;
-* epoch: one training epoch over every segment of the store (DataLoader over the memory-mapped store);
-* peak RSS of that process (includes the ~0.3 GB of the torch import).
+* ``engine``: the engine as it is (``loop.fit``: training pass, validation, checkpoint.pt, last.pt/best.pt).
+  RH-emo stage 1 runs without its heads (the emotion terms weigh 0), Adam is fused, evaluation runs under
+  inference_mode at eval_batch_size, quaternion SER nets read cached embeddings;
+* ``off``: the same ``loop.fit`` with every switchable optimisation off: full heads, default Adam, evaluation
+  at the training batch size, quaternion SER nets recomputing the frozen RH-emo embeddings of every batch;
+* ``authors``: (RH-emo only) a RE-CREATION of the authors' ``training_RHemo.py`` loop from its specification
+  (reference §3 and §4.2; their code is not available here): default Adam, per batch zero_grad / forward /
+  emo_loss_vad with its 12 per-batch Python floats / backward / step, the heads always computed, data as
+  in-RAM tensors, validation every epoch, ``torch.save`` of the state_dict when the validation total improves;
+* ``recompute``: (quaternion SER nets only) the engine, but the frozen RH-emo embeddings are recomputed for
+  every batch instead of read from the cache: its ratio is what the cache alone buys.
 
-Variants:
-* ``plain``: every option off: eager float32, contiguous memory; a quaternion SER net recomputes the frozen
-  RH-emo embeddings of every batch. This is the "straightforward eager implementation" baseline.
-* ``engine``: (quaternion SER nets only) the engine's default: the embeddings cached once per store are read
-  instead (the one-off cache build is timed separately). For RH-emo and the real nets the engine's default
-  *is* ``plain``, so that row is not repeated.
-* ``+channels_last`` / ``+bf16``: the engine's default plus one option (config keys ``channels_last``, ``amp``).
-  bf16 autocast only pays on hardware with native bf16 (GPUs, AVX512-BF16/AMX CPUs); elsewhere it is emulated
-  and many times slower, so those rows are skipped unless --bf16 forces them.
-
-Times are the minimum over the repeats (the machine may be shared; interference only adds time).
-``ratio`` = plain time / variant time (> 1: faster than plain). Goal (issue 5): SER epoch of the quaternion
-nets with cached embeddings >= 2x faster than recomputing them per batch. The classifier width of RH-emo's
-heads and of AlexNet/VGG is --hidden (the paper: 4096, slow on CPU); the output says which was used.
---quick (hidden 256, 3 timed steps, 2 epochs of a 40-utterance store) leaves out the real VGG16 and ResNet-50
-(about 20 s and 8 s per step at batch 20 on 2 cores); it takes about 3 minutes on 2 cores.
+Figures: ``step`` = median time of one training step on a resident batch (forward, loss, backward, Adam);
+``epoch`` = median over the epochs of one epoch (training + validation + checkpoint writes); ``train``,
+``val``, ``save`` = its parts; ``peak RSS`` of the process; ``ratio`` = the ``off`` (or ``authors``) time divided
+by the ``engine`` time (> 1: the engine is faster). Medians, because the machine may be shared; the load
+average before and after is printed. The sizes of last.pt and best.pt written by the engine are reported.
 """
 from __future__ import annotations
 
@@ -35,9 +32,10 @@ import argparse
 import json
 import os
 import resource
-import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -45,93 +43,237 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-BATCH = 20
-NETS = [  # (label, registry name, quat)
-    ("RH-emo", "simple_autoencoder_2_vad", True),
-    ("AlexNet real", "AlexNet", False), ("AlexNet quat", "AlexNet", True),
-    ("VGG16 real", "VGGNet", False), ("VGG16 quat", "VGGNet", True),
-    ("ResNet-50 real", "resnet50", False), ("ResNet-50 quat", "resnet50", True),
-]
-VARIANTS = ("plain", "engine", "+channels_last", "+bf16")
-HEAVY = ("VGG16 real", "ResNet-50 real")  # left out by --quick
+#: label → (script, config overrides); the RH-emo stages as in experiments/1, SER nets on their inputs.
+NETS = {
+    "stage1": ("RH-emo stage 1", "rhemo", {"loss_beta": 0.0, "label_view": "complete", "batch_size": 50,
+                                           "learning_rate": 1e-3}),
+    "stage2": ("RH-emo stage 2", "rhemo", {"loss_beta": 0.01, "loss_beta_vad": 100.0, "label_view": "iemocap4",
+                                           "batch_size": 20, "learning_rate": 1e-6, "regularization_lambda": 1e-5}),
+    "AlexNet-real": ("AlexNet real", "ser", {"model_name": "AlexNet", "model_quat": False, "use_r2he": False}),
+    "AlexNet-quat": ("AlexNet quat", "ser", {"model_name": "AlexNet", "model_quat": True}),
+    "VGG16-real": ("VGG16 real", "ser", {"model_name": "VGGNet", "model_quat": False, "use_r2he": False}),
+    "VGG16-quat": ("VGG16 quat", "ser", {"model_name": "VGGNet", "model_quat": True}),
+    "ResNet-50-real": ("ResNet-50 real", "ser", {"model_name": "resnet50", "model_quat": False, "use_r2he": False}),
+    "ResNet-50-quat": ("ResNet-50 quat", "ser", {"model_name": "resnet50", "model_quat": True}),
+}
+HEAVY = ("VGG16-real", "ResNet-50-real")  # left out by --quick
 
 
 # ----------------------------------------------------------------------------------------------- worker
-def measure(store_path: str, name: str, quat: bool, variant: str, hidden: int, steps: int, epoch_count: int
-            ) -> dict:
-    """Runs in a fresh process: time one configuration and report its peak RSS."""
-    import numpy as np
+class _Timers:
+    """Wraps the engine's run_pass and save_checkpoint to split an epoch into training, validation and writes."""
+
+    def __init__(self, loop) -> None:
+        self.totals = {"train": 0.0, "val": 0.0, "save": 0.0}
+        run_pass, save = loop.run_pass, loop.save_checkpoint
+
+        def timed_pass(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return run_pass(*args, **kwargs)
+            finally:
+                self.totals["train" if kwargs.get("optimizer") is not None else "val"] += \
+                    time.perf_counter() - started
+
+        def timed_save(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return save(*args, **kwargs)
+            finally:
+                self.totals["save"] += time.perf_counter() - started
+
+        loop.run_pass, loop.save_checkpoint = timed_pass, timed_save
+        self.run_pass = run_pass
+
+    def take(self) -> dict[str, float]:
+        out, self.totals = self.totals, dict.fromkeys(self.totals, 0.0)
+        return out
+
+
+def _engine_setup(spec: dict, cfg: dict):
+    """The scripts' data/model preparation (training_RHemo.py / training_SER.py): (model, task, loaders, payload)."""
     import torch
 
-    from models.registry import count_parameters, create_model
+    from models.registry import create_model
     from rhemo.data.store import SegmentStore
     from rhemo.engine import data, device, embeddings, loop
 
-    warnings.simplefilter("ignore")
-    device.seed_everything(0)
     runtime = device.Runtime(torch.device("cpu"))
-    store = SegmentStore(store_path)
-    rows = np.arange(len(store))
-    norm = data.compute_normalisation(store.predictors, rows, "max")
-    labels = np.arange(len(store)) % 4
-    amp, channels_last = variant == "+bf16", variant == "+channels_last"
-    result: dict = {"cache_build_s": None, "encoder_s": None}
-    frontend = None
-
-    if name == "simple_autoencoder_2_vad":
-        net = create_model(name, quat=True, hidden_size=hidden, classifier_dropout=0.5)
-        task = loop.RHemoTask(alpha=1.0, beta=0.01, beta_class=1.0, beta_vad=100.0)
-        model, array, ds_norm = net, store.predictors, norm
+    store = SegmentStore(cfg["store_path"])
+    selection = data.select_rows(store, cfg)
+    norm = data.compute_normalisation(store.predictors, selection.rows["train"], "max")
+    array, ds_norm, frontend = store.predictors, norm, None
+    if spec["script"] == "rhemo":
+        net = create_model("simple_autoencoder_2_vad", hidden_size=cfg["model_hidden_size"])
+        task = loop.RHemoTask(alpha=1.0, beta=cfg["loss_beta"], beta_class=1.0, beta_vad=cfg["loss_beta_vad"])
+        model = net
     else:
-        kwargs = {"quat": quat, "num_classes": 4, "in_channels": 4 if quat else 1}
-        if name in ("AlexNet", "VGGNet"):
-            kwargs["hidden_size"] = hidden
-        net = create_model(name, **kwargs)
-        task = loop.SERTask(4)
-        array, ds_norm = store.predictors, norm
-        if quat:
-            rhemo, _ = embeddings.load_frontend(None, runtime.device)
-            if variant == "plain":
-                frontend = embeddings.RHemoEncoder(rhemo)
-            else:
-                started = time.perf_counter()
-                array, ds_norm = embeddings.cached_embeddings(store, rhemo, norm, runtime.device,
-                                                              progress=False), None
-                result["cache_build_s"] = time.perf_counter() - started
-        model = embeddings.SERModel(net, frontend)
-    model = loop.place_model(model, runtime, channels_last)
-    model.train()
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    dataset = data.SegmentDataset(array, rows, labels, normalisation=ds_norm)
-    loader = data.make_train_loader(dataset, BATCH, seed=0, runtime=runtime)
-    loader.sampler.set_epoch(0)
-    batch = next(iter(loader))
-    run = dict(optimizer=optimizer, epoch=0, amp=amp, channels_last=channels_last)
+        from training_SER import network_kwargs
 
-    loop.run_pass(model, task, [batch], runtime.device, **run)  # warm-up (allocator, kernels)
+        net = create_model(cfg["model_name"], **network_kwargs(cfg, len(selection.label_names)))
+        task = loop.SERTask(len(selection.label_names))
+        if cfg["model_quat"]:
+            rhemo, _ = embeddings.load_frontend(None, runtime.device)
+            if spec["variant"] == "engine":
+                array, ds_norm = embeddings.cached_embeddings(store, rhemo, norm, runtime.device, progress=False), None
+            else:
+                frontend = embeddings.RHemoEncoder(rhemo)
+        model = embeddings.SERModel(net, frontend)
+    datasets = data.make_datasets(array, selection, ds_norm)
+    train_loader = data.make_train_loader(datasets["train"], cfg["batch_size"], cfg["seed"], runtime)
+    val_loader = data.make_eval_loader(datasets["val"], data.eval_batch_size(cfg), runtime)
+    return runtime, model, net, task, train_loader, val_loader
+
+
+def measure_engine(spec: dict) -> dict:
+    """``engine`` / ``off``: loop.fit for spec['epochs'] epochs plus a step timing on a resident batch."""
+    import torch
+
+    from models.registry import count_parameters
+    from rhemo.engine import config, device, loop
+
+    off = spec["variant"] == "off"
+    loop.SPEEDUPS.skip_idle_heads = loop.SPEEDUPS.fast_adam = not off
+    params = {"store_path": spec["store"], "model_hidden_size": spec["hidden"], "num_epochs": spec["epochs"],
+              "early_stopping": False, "use_cuda": False, **spec["overrides"]}
+    if spec["script"] == "ser":
+        params["r2he_model_path"] = None  # a random-init front end: same cost as trained weights
+    cfg = config.validate(params, script=spec["script"], source="bench")
+    if off:
+        cfg["eval_batch_size"] = cfg["batch_size"]
+    device.seed_everything(cfg["seed"])
+    started = time.perf_counter()
+    runtime, model, net, task, train_loader, val_loader = _engine_setup(spec, cfg)
+    setup_s = time.perf_counter() - started
+    timers = _Timers(loop)
+    epochs, clock = [], [time.perf_counter()]
+
+    def end_of_epoch(epoch: int) -> None:  # after last.pt is written: the whole epoch, writes included
+        clock.append(time.perf_counter())
+        epochs.append({**timers.take(), "epoch": clock[-1] - clock[-2]})
+
+    loop.AFTER_EPOCH_HOOKS.append(end_of_epoch)
+    with tempfile.TemporaryDirectory() as out:
+        cfg["output_dir"] = out
+        sizes = {}
+        loop.AFTER_EPOCH_HOOKS.append(lambda epoch: sizes.update(
+            {name: os.path.getsize(Path(out) / name) / 2**20 for name in (loop.LAST_FILE, loop.BEST_FILE)
+             if (Path(out) / name).exists()}))
+        clock[0] = time.perf_counter()
+        loop.fit(model, task, train_loader, val_loader, cfg=cfg, runtime=runtime, output_dir=out,
+                 payload_fn=lambda trained: {"state_dict": trained.state_dict()}, show_keys=[])
+    step_s = _step_time(timers.run_pass, model, task, train_loader, spec["steps"], cfg)
+    return {"setup_s": setup_s, "step_s": step_s, "params": count_parameters(net), "epochs": epochs,
+            "files_mb": sizes, "segments": len(train_loader.dataset) + len(val_loader.dataset),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _step_time(run_pass, model, task, loader, steps: int, cfg: dict) -> float:
+    import torch
+
+    from rhemo.engine import loop
+
+    optimizer = loop.make_optimizer([p for p in model.parameters() if p.requires_grad], cfg["learning_rate"],
+                                    cfg["regularization_lambda"])
+    batch = next(iter(loader))
+    model.train()
+    run_pass(model, task, [batch], torch.device("cpu"), optimizer=optimizer, epoch=0)  # allocator, Adam state
     times = []
-    for _ in range(steps):
+    for _ in range(steps):  # one pass over several batches: per-pass work (metrics, head state) spread as in an epoch
         started = time.perf_counter()
-        loop.run_pass(model, task, [batch], runtime.device, **run)
+        run_pass(model, task, [batch] * 4, torch.device("cpu"), optimizer=optimizer, epoch=0)
+        times.append((time.perf_counter() - started) / 4)
+    return statistics.median(times)
+
+
+def measure_authors(spec: dict) -> dict:
+    """``authors``: the re-created training_RHemo.py loop (see the module docstring)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from models.registry import count_parameters, create_model
+    from rhemo.data.store import SegmentStore
+    from rhemo.engine import config, data, device
+
+    params = {"store_path": spec["store"], **spec["overrides"]}
+    cfg = config.validate(params, script="rhemo", source="bench")
+    device.seed_everything(cfg["seed"])
+    store = SegmentStore(cfg["store_path"])
+    selection = data.select_rows(store, cfg)
+    predictors = np.asarray(store.predictors)
+    peak = float(predictors[selection.rows["train"]].max())
+
+    def tensors(split):  # the authors' load_datasets: whole splits as in-RAM tensors, labels (N, 4)
+        x = torch.from_numpy(predictors[selection.rows[split]] / peak).float().unsqueeze(1)
+        truth = np.column_stack([np.maximum(selection.targets[split], 0), np.nan_to_num(selection.vad[split])])
+        return torch.utils.data.TensorDataset(x, torch.from_numpy(truth).float())
+
+    train = torch.utils.data.DataLoader(tensors("train"), batch_size=cfg["batch_size"], shuffle=True)
+    val = torch.utils.data.DataLoader(tensors("val"), batch_size=cfg["batch_size"], shuffle=False)
+    model = create_model("simple_autoencoder_2_vad", hidden_size=spec["hidden"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["regularization_lambda"])
+    beta, beta_vad = cfg["loss_beta"], cfg["loss_beta_vad"]
+
+    def emo_loss_vad(sounds, truth):
+        recon, c, v, a, d = model(sounds)
+        l_rec = F.binary_cross_entropy((recon.sum(1) / 4).squeeze(), sounds.squeeze().clamp(0, 1))
+        bces = [F.binary_cross_entropy(p.squeeze(), truth[:, k + 1]) for k, p in enumerate((v, a, d))]
+        l_cls = F.cross_entropy(c, truth[:, 0].long())
+        l_vad = beta_vad * sum(bces)
+        l_emo = beta * (l_cls + l_vad)
+        total = l_rec + l_emo
+        floats = {"recon": l_rec.item(), "emo": l_emo.item(), "vad": l_vad.item(), "at": 0.0,
+                  "acc": (c.argmax(1) == truth[:, 0]).float().mean().item()}
+        for k, (name, p) in enumerate(zip(("valence", "arousal", "dominance"), (v, a, d))):
+            floats[name] = bces[k].item()
+            floats[f"acc_{name}"] = (p.squeeze().round() == truth[:, k + 1]).float().mean().item()
+        floats["total"] = total.item()
+        return total, floats
+
+    epochs, best = [], None
+    with tempfile.TemporaryDirectory() as out:
+        for _ in range(spec["epochs"]):
+            parts, started = {}, time.perf_counter()
+            model.train()
+            for sounds, truth in train:
+                optimizer.zero_grad()
+                loss, _ = emo_loss_vad(sounds, truth)
+                loss.backward()
+                optimizer.step()
+            parts["train"] = time.perf_counter() - started
+            model.eval()
+            with torch.no_grad():
+                totals = [emo_loss_vad(sounds, truth)[1]["total"] for sounds, truth in val]
+            parts["val"] = time.perf_counter() - started - parts["train"]
+            value = float(np.mean(totals))
+            if best is None or value < best:
+                best = value
+                torch.save(model.state_dict(), Path(out) / "model")
+            parts["save"] = time.perf_counter() - started - parts["train"] - parts["val"]
+            parts["epoch"] = time.perf_counter() - started
+            epochs.append(parts)
+    sounds, truth = next(iter(train))
+    model.train()
+    times = []
+    for _ in range(spec["steps"] + 1):
+        started = time.perf_counter()
+        optimizer.zero_grad()
+        loss, _ = emo_loss_vad(sounds, truth)
+        loss.backward()
+        optimizer.step()
         times.append(time.perf_counter() - started)
-    epochs = []
-    for epoch in range(epoch_count):
-        loader.sampler.set_epoch(epoch)
-        started = time.perf_counter()
-        loop.run_pass(model, task, loader, runtime.device, **run)
-        epochs.append(time.perf_counter() - started)
-    if frontend is not None:  # what caching saves per step: the frozen encoder's forward pass
-        encoder_times = []
-        for _ in range(steps):
-            started = time.perf_counter()
-            frontend(batch["x"])
-            encoder_times.append(time.perf_counter() - started)
-        result["encoder_s"] = min(encoder_times)
-    # minimum over repeats: the machine may be shared, and interference only ever adds time
-    result.update({"step_s": min(times), "epoch_s": min(epochs), "segments": len(store),
-                   "params": count_parameters(net),
-                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
-    return result
+    return {"setup_s": 0.0, "step_s": statistics.median(times[1:]), "params": count_parameters(model),
+            "epochs": epochs, "files_mb": {}, "segments": len(train.dataset) + len(val.dataset),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def worker(spec: dict) -> dict:
+    import torch
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(spec["threads"])
+    return measure_authors(spec) if spec["variant"] == "authors" else measure_engine(spec)
 
 
 # ----------------------------------------------------------------------------------------------- parent
@@ -150,92 +292,86 @@ def build_store(workdir: Path, utterances: int) -> Path:
     return store
 
 
-def run_worker(store: Path, name: str, quat: bool, variant: str, hidden: int, steps: int, epochs: int) -> dict:
-    spec = json.dumps({"store_path": str(store), "name": name, "quat": quat, "variant": variant,
-                       "hidden": hidden, "steps": steps, "epoch_count": epochs})
-    result = subprocess.run([sys.executable, __file__, "--worker", spec], cwd=REPO, capture_output=True,
-                            text=True)
+def run_worker(spec: dict) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], cwd=REPO,
+                            capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"worker {name} quat={quat} {variant} failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"worker {spec['net']} {spec['variant']} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def summarise(result: dict) -> dict:
+    """Medians over the epochs of the epoch time and its parts."""
+    return {key: statistics.median(e[key] for e in result["epochs"]) for key in ("epoch", "train", "val", "save")}
+
+
+def print_row(label: str, variant: str, r: dict, engine: dict) -> None:
+    """One table row; the ratio columns are this variant's time / the engine's (blank on the engine row)."""
+    med, eng = summarise(r), summarise(engine)
+    blank = r is engine
+    step_ratio = f"{'':>6}" if blank else f"{r['step_s'] / engine['step_s']:>6.2f}"
+    epoch_ratio = f"{'':>6}" if blank else f"{med['epoch'] / eng['epoch']:>6.2f}"
+    print(f"{label:15} {variant:8} {r['params']:>12,} {r['step_s']:>8.3f} {step_ratio} {med['epoch']:>8.2f} "
+          f"{epoch_ratio} {med['train']:>7.2f} {med['val']:>6.2f} {med['save']:>6.2f} {r['peak_rss_mb']:>8.0f}",
+          flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="small store, hidden 256, 3 timed steps, no real VGG16/ResNet-50")
+    parser.add_argument("--quick", action="store_true", help="hidden 256, 40-utterance store, 2 epochs, 3 steps, "
+                                                             "no real VGG16/ResNet-50")
     parser.add_argument("--hidden", type=int, default=None, help="classifier width (default 4096; quick: 256)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per configuration (default 5)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="timed epochs per configuration, minimum kept (default 1; quick: 2)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run, median kept (default 3; quick 2)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per run, median kept (default 5)")
     parser.add_argument("--utterances", type=int, default=None, help="synthetic utterances (default 200)")
-    parser.add_argument("--models", nargs="*", default=None,
-                        help="subset of labels' first words: RH-emo AlexNet VGG16 ResNet-50")
-    parser.add_argument("--bf16", action="store_true", help="measure bf16 autocast even without native bf16")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    parser.add_argument("--models", nargs="*", default=None, choices=list(NETS), help="subset of the networks")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/rhemo_bench_training"))
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        spec = json.loads(args.worker)
-        print(json.dumps(measure(**spec)))
+        print(json.dumps(worker(json.loads(args.worker))))
         return 0
 
     hidden = args.hidden or (256 if args.quick else 4096)
+    epochs = args.epochs or (2 if args.quick else 3)
     steps = args.steps or (3 if args.quick else 5)
-    epochs = args.epochs or (2 if args.quick else 1)
     utterances = args.utterances or (40 if args.quick else 200)
-    nets = [n for n in NETS if (not args.models or n[0].split()[0] in args.models)
-            and not (args.quick and n[0] in HEAVY)]
-    import torch
-
-    native_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    variants = [v for v in VARIANTS if v != "+bf16" or native_bf16 or args.bf16]
+    names = args.models or [n for n in NETS if not (args.quick and n in HEAVY)]
     args.workdir.mkdir(parents=True, exist_ok=True)
     store = build_store(args.workdir, utterances)
-    shutil.rmtree(store / "embeddings", ignore_errors=True)  # the first cached run times the cache build
-
-    print(f"batch {BATCH}, CPU, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}; classifier hidden "
-          f"size {hidden}" + ("" if hidden == 4096 else " (NOT the paper's 4096: shrunk to fit a CPU run)")
-          + f"; {steps} timed steps; store of {utterances} synthetic utterances", flush=True)
-    header = f"{'network':15} {'variant':15} {'params':>11} {'step s':>8} {'ratio':>6} {'epoch s':>8} {'ratio':>6} " \
-             f"{'peak RSS MB':>11}"
-    print(header)
-    print("-" * len(header))
+    print(f"CPU, {args.threads} torch thread(s) per run; classifier hidden size {hidden}"
+          + ("" if hidden == 4096 else " (NOT the paper's 4096)") + f"; {epochs} epochs and {steps} steps per run "
+          f"(medians); store of {utterances} synthetic utterances; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores", flush=True)
+    header = f"{'network':15} {'variant':8} {'params':>12} {'step s':>8} {'ratio':>6} {'epoch s':>8} {'ratio':>6} " \
+             f"{'train':>7} {'val':>6} {'save':>6} {'RSS MB':>8}"
+    print(header + "\n" + "-" * len(header))
     results = []
-    for label, name, quat in nets:
-        plain = None
+    for name in names:
+        label, script, overrides = NETS[name]
+        variants = {"rhemo": ("engine", "off", "authors"), "ser": ("engine", "off")}[script]
+        if overrides.get("model_quat"):
+            variants += ("recompute",)
+        rows = {}
         for variant in variants:
-            if variant == "engine" and not (quat and name != "simple_autoencoder_2_vad"):
-                continue
-            r = run_worker(store, name, quat, variant, hidden, steps, epochs)
-            r.update(network=label, variant=variant)
-            plain = plain or r
-            r["step_ratio"] = plain["step_s"] / r["step_s"]
-            r["epoch_ratio"] = plain["epoch_s"] / r["epoch_s"]
-            results.append(r)
-            print(f"{label:15} {variant:15} {r['params']:>11,} {r['step_s']:>8.3f} {r['step_ratio']:>6.2f} "
-                  f"{r['epoch_s']:>8.2f} {r['epoch_ratio']:>6.2f} {r['peak_rss_mb']:>11.0f}", flush=True)
-    print(f"\nepoch = one pass over the {results[0]['segments'] if results else '?'} segments of the store")
-    if args.quick:
-        print(f"--quick: {', '.join(HEAVY)} left out (run without --quick to include them)")
-    if "+bf16" not in variants:
-        print("bf16 rows skipped: this CPU has no native bf16 (emulated bf16 is many times slower; --bf16 forces)")
-    builds = [r["cache_build_s"] for r in results if r["cache_build_s"]]
-    if builds:
-        print(f"embedding cache build (one-off per store and RH-emo weights): {max(builds):.2f} s")
-    for label, name, quat in nets:
-        if name != "simple_autoencoder_2_vad" and quat:
-            by = {r["variant"]: r for r in results if r["network"] == label}
-            speedup = by["plain"]["epoch_s"] / by["engine"]["epoch_s"]
-            verdict = "meets" if speedup >= 2 else "MISSES"
-            share = by["plain"]["encoder_s"] / by["plain"]["step_s"]
-            print(f"{label}: epoch with cached embeddings {speedup:.2f}x faster than recomputing per batch "
-                  f"({verdict} the >= 2x goal); the frozen encoder is {share:.0%} of a recomputing step "
-                  f"({by['plain']['encoder_s'] * 1000:.0f} ms), the bound on what caching can save")
+            spec = {"net": name, "script": script, "variant": variant, "store": str(store), "hidden": hidden,
+                    "epochs": epochs, "steps": steps, "threads": args.threads, "overrides": overrides}
+            rows[variant] = run_worker(spec)
+            rows[variant].update(network=label, variant=variant)
+            results.append(rows[variant])
+        for variant, r in rows.items():
+            print_row(label, variant, r, rows["engine"])
+        files = rows["engine"]["files_mb"]
+        if files:
+            print(f"{'':15} engine run folder: " + ", ".join(f"{k} {v:.1f} MB" for k, v in files.items()), flush=True)
+    print(f"\nratio = variant time / engine time (> 1: the engine is faster); epoch = training + validation + "
+          f"checkpoint writes; 'authors' is a re-creation of their loop, not their code. Load average after: "
+          f"{os.getloadavg()[0]:.1f}")
     if args.json:
-        args.json.write_text(json.dumps({"hidden": hidden, "steps": steps, "utterances": utterances,
-                                         "results": results}, indent=2))
+        args.json.write_text(json.dumps({"hidden": hidden, "epochs": epochs, "utterances": utterances,
+                                         "threads": args.threads, "results": results}, indent=2))
     return 0
 
 

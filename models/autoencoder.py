@@ -152,6 +152,11 @@ class simple_autoencoder_2_vad(nn.Module):  # noqa: N801 - the authors' name, ke
         z = self.encode(x)
         return (self.decode(z),) + self.classify(z)
 
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder and decoder only: (N, 1, 512, 128) → recon, without running the heads (stage-1 training,
+        where the emotion terms have weight 0; the result equals ``forward(x)[0]``)."""
+        return self.decode(self.encode(x))
+
     def get_embeddings(self, x: torch.Tensor):
         """Encoder only: (N, 1, 512, 128) → ((N, 4, 64, 64), 'dummy', 'dummy', 'dummy', 'dummy').
 

@@ -111,6 +111,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _opt("use_cuda", "bool", True, "Use CUDA when it is available."),
     _opt("amp", "bool", False, "bfloat16 autocast for the forward pass."),
     _opt("channels_last", "bool", False, "channels_last memory format for the convolutional nets."),
+    # speed and GPU options (issue 14)
+    _opt("eval_batch_size", "int", None, "Batch size of the evaluation passes (validation, final metrics; no "
+         "gradients are kept, so a larger batch fits). null: 2 x batch_size.", nullable=True, minimum=1),
+    _opt("cudnn_benchmark", "bool", False, "Let cuDNN autotune its convolution algorithms on CUDA (faster; "
+         "no longer bit-reproducible)."),
     _opt("num_workers", "int", 0, "DataLoader worker processes.", minimum=0),
     # multi-process training (rhemo/engine/data.py, loop.place_model)
     _opt("sync_batchnorm", "bool", False, "Under torchrun, compute training-mode BatchNorm statistics over the "

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from rhemo.data.views import label_view
 from rhemo.engine import splits as splits_module
@@ -41,7 +41,7 @@ from rhemo.engine.device import Runtime
 
 __all__ = ["NORMALISATIONS", "Normalisation", "compute_normalisation", "Selection", "select_rows",
            "SegmentDataset", "make_datasets", "ShardSampler", "GlobalBatchSampler", "make_train_loader",
-           "make_eval_loader", "DataError", "pad_start"]
+           "make_eval_loader", "DataError", "pad_start", "eval_batch_size", "collate_batch"]
 
 NORMALISATIONS = ("max", "zscore")
 SPLITS = ("train", "val", "test")
@@ -233,13 +233,20 @@ class SegmentDataset(Dataset):
         return int(self.rows.size)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        x = np.array(self.array[self.rows[i]], dtype=np.float32)
+        return {k: v[0] for k, v in self.__getitems__([i]).items()}
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """A whole batch in one read: ``x`` (n, 1, T, F) or (n, C, H, W) float32, ``target`` (n,), ``vad``
+        (n, 3), ``group`` (n,). The DataLoaders call this instead of n ``__getitem__`` calls and a stack
+        (:func:`collate_batch`), which saves a copy of every batch and the per-row Python work."""
+        picked = np.asarray(indices, dtype=np.int64)
+        x = np.asarray(self.array[self.rows[picked]], dtype=np.float32)  # one fancy-indexed read = one copy
         if self.normalisation is not None:
             x = self.normalisation.apply(x).astype(np.float32, copy=False)
-        if x.ndim == 2:
-            x = x[None]
-        return {"x": torch.from_numpy(x), "target": torch.tensor(self.targets[i]),
-                "vad": torch.from_numpy(self.vad[i].copy()), "group": torch.tensor(self.groups[i])}
+        if self.array.ndim == 3:  # (T, F) rows gain their channel axis
+            x = x[:, None]
+        return {"x": torch.from_numpy(x), "target": torch.from_numpy(self.targets[picked]),
+                "vad": torch.from_numpy(self.vad[picked]), "group": torch.from_numpy(self.groups[picked])}
 
     # A memmap would be pickled as a full in-RAM copy when DataLoader workers are spawned (not forked);
     # ship its file coordinates instead and re-open it in the worker.
@@ -342,11 +349,16 @@ class WeightedRows(Dataset):
     def __getitem__(self, item: tuple[int, float]) -> dict[str, torch.Tensor]:
         row, weight = item
         return {**self.dataset[row], "weight": torch.tensor(weight, dtype=torch.float32)}
+def collate_batch(batch: Any) -> dict[str, torch.Tensor]:
+    """The DataLoaders' collate function: a batch already assembled by ``SegmentDataset.__getitems__`` is passed
+    through; a list of items (a dataset without ``__getitems__``) is stacked as usual."""
+    return batch if isinstance(batch, dict) else default_collate(batch)
 
 
 def _loader_options(runtime: Runtime, num_workers: int) -> dict:
+    # pinned host memory only helps (and only works) for copies to a GPU
     return {"num_workers": num_workers, "pin_memory": runtime.device.type == "cuda",
-            "persistent_workers": num_workers > 0}
+            "persistent_workers": num_workers > 0, "collate_fn": collate_batch}
 
 
 def make_train_loader(dataset: SegmentDataset, batch_size: int, seed: int, runtime: Runtime,
@@ -365,6 +377,13 @@ def make_train_loader(dataset: SegmentDataset, batch_size: int, seed: int, runti
     generator = torch.Generator().manual_seed(seed)  # keeps the loader off the global RNG (worker seeds)
     return DataLoader(WeightedRows(dataset), batch_size=batch_size // world, sampler=sampler, generator=generator,
                       **_loader_options(runtime, num_workers))
+
+
+def eval_batch_size(cfg: dict) -> int:
+    """Rows per evaluation batch: config key eval_batch_size, or twice batch_size when it is null. Evaluation
+    keeps no activations for a backward pass, and eval mode has no batch dependence, so any size gives the same
+    metrics."""
+    return cfg["eval_batch_size"] or 2 * cfg["batch_size"]
 
 
 def make_eval_loader(dataset: SegmentDataset, batch_size: int, runtime: Runtime, num_workers: int = 0

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["rhemo_loss", "ser_loss", "emotion_weights", "VAD_NAMES"]
+__all__ = ["rhemo_loss", "reconstruction_loss", "ser_loss", "emotion_weights", "VAD_NAMES"]
 
 VAD_NAMES = ("valence", "arousal", "dominance")
 
@@ -83,12 +83,8 @@ def rhemo_loss(recon: torch.Tensor, target: torch.Tensor, logits: torch.Tensor, 
         >>> round(out['recon'].item(), 4), round(out['cls'].item(), 4), round(out['valence'].item(), 4)
         (0.6931, 1.6094, 0.6931)
     """
-    if recon.dim() != 4 or recon.shape[1] < 1:
-        raise ValueError(f"rhemo_loss: recon must be (N, K, T, F), got shape {tuple(recon.shape)}")
+    _check_reconstruction(recon, target, "rhemo_loss")
     n = recon.shape[0]
-    if target.dim() != 4 or target.shape[1] != 1 or target.shape[0] != n or target.shape[2:] != recon.shape[2:]:
-        raise ValueError(f"rhemo_loss: target must be (N, 1, T, F) = ({n}, 1, {recon.shape[2]}, {recon.shape[3]}) "
-                         f"to match recon {tuple(recon.shape)}, got {tuple(target.shape)}")
     if logits.dim() != 2 or logits.shape[0] != n:
         raise ValueError(f"rhemo_loss: logits must be (N, C) with N = {n}, got {tuple(logits.shape)}")
     if vad_pred.shape != (n, 3):
@@ -108,13 +104,40 @@ def rhemo_loss(recon: torch.Tensor, target: torch.Tensor, logits: torch.Tensor, 
                             vad_target.float(), alpha, beta, beta_class, beta_vad, recon_div4)
 
 
+def _check_reconstruction(recon: torch.Tensor, target: torch.Tensor, what: str) -> None:
+    if recon.dim() != 4 or recon.shape[1] < 1:
+        raise ValueError(f"{what}: recon must be (N, K, T, F), got shape {tuple(recon.shape)}")
+    n = recon.shape[0]
+    if target.dim() != 4 or target.shape[1] != 1 or target.shape[0] != n or target.shape[2:] != recon.shape[2:]:
+        raise ValueError(f"{what}: target must be (N, 1, T, F) = ({n}, 1, {recon.shape[2]}, {recon.shape[3]}) "
+                         f"to match recon {tuple(recon.shape)}, got {tuple(target.shape)}")
+
+
+def _reconstruction_term(recon: torch.Tensor, target: torch.Tensor, alpha: float, recon_div4: bool = False
+                         ) -> torch.Tensor:
+    # recon_div4: the authors divide the channel sum by 4 whatever the channel count (their real-decoder bug)
+    mean_recon = recon.sum(dim=1, keepdim=True) / 4 if recon_div4 else recon.mean(dim=1, keepdim=True)
+    return alpha * F.binary_cross_entropy(mean_recon, target.clamp(0.0, 1.0))
+
+
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, alpha: float = 1.0, recon_div4: bool = False
+                        ) -> torch.Tensor:
+    """``rhemo_loss``'s reconstruction term alone (0-dim, with graph): alpha·BCE(mean_k recon[:, k], x).
+
+    recon (N, K, T, F), target (N, 1, T, F). Equals ``rhemo_loss(...)['total']`` whenever the emotion terms
+    weigh 0 (then ``total = recon + 0.0``), without needing the heads' outputs.
+
+    >>> round(reconstruction_loss(torch.full((2, 4, 3, 2), 0.5), torch.zeros(2, 1, 3, 2)).item(), 4)
+    0.6931
+    """
+    _check_reconstruction(recon, target, "reconstruction_loss")
+    with torch.autocast(device_type=recon.device.type, enabled=False):
+        return _reconstruction_term(recon.float(), target.float(), alpha, recon_div4)
+
+
 def _rhemo_terms(recon, target, logits, vad_pred, class_target, vad_target, alpha, beta, beta_class, beta_vad,
                  recon_div4):
-    if recon_div4:
-        mean_recon = recon.sum(dim=1, keepdim=True) / 4
-    else:
-        mean_recon = recon.mean(dim=1, keepdim=True)
-    l_rec = alpha * F.binary_cross_entropy(mean_recon, target.clamp(0.0, 1.0))
+    l_rec = _reconstruction_term(recon, target, alpha, recon_div4)
 
     has_class = class_target >= 0
     if bool(has_class.any()):
