@@ -21,7 +21,7 @@ import sys
 
 from models.registry import count_parameters, create_model
 from rhemo.data.store import SegmentStore
-from rhemo.engine import config, data, device, loop, plots
+from rhemo.engine import config, data, device, health, loop, plots
 from rhemo.engine.weights import load_rhemo
 
 MODEL_NAME = "simple_autoencoder_2_vad"
@@ -50,7 +50,8 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
     # data: label view + split of the store, normalised by the training split's maximum
     store = SegmentStore(cfg["store_path"])
     selection = data.select_rows(store, cfg)
-    norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"])
+    norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
+                                      transform=cfg["input_transform"])
     datasets = data.make_datasets(store.predictors, selection, norm)
     batch, workers = cfg["batch_size"], cfg["num_workers"]
     train_loader = data.make_train_loader(datasets["train"], batch, cfg["seed"], runtime, workers)
@@ -61,6 +62,7 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
                     "classifier_dropout": cfg["model_classifier_dropout"],
                     "num_classes": max(AUTHORS_CLASSES, len(selection.label_names))}
     net = create_model(MODEL_NAME, **model_kwargs)
+    health.init_encoder_biases(net, cfg["encoder_bias_init"])
     if cfg["load_pretrained"]:
         load_stage1(net, cfg["load_pretrained"])
     model = loop.place_model(net, runtime, cfg["channels_last"])
@@ -75,23 +77,29 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
                 "dataset": store.dataset, "normalisation": norm.to_dict(),
                 "feature_settings": store.feature_settings.to_dict(), "rhemo": None}
 
+    monitor = health.EpochMonitor(datasets, runtime.device, alpha=cfg["loss_alpha"])
     state = loop.fit(model, task, train_loader, eval_loaders["val"], cfg=cfg, runtime=runtime, output_dir=out,
-                     payload_fn=checkpoint_payload, show_keys=["total", "recon", "emo", "acc"])
+                     payload_fn=checkpoint_payload, show_keys=["total", "recon", "emo", "acc"],
+                     epoch_callback=monitor)
 
     # final evaluation of the best epoch, with the training loss weights
     net.load_state_dict(state.best_state)
     results = loop.evaluate_splits(net, task, eval_loaders, runtime, cfg)
+    report = monitor.report(net, results["val"])
     if runtime.is_main:
         metric = "acc" if cfg["loss_beta"] > 0 else "recon"
         plots.plot_curves(state.history, "total", metric, out / "curves.png", state.best_epoch,
                           title=f"RH-emo ({out.name})")
     loop.write_metrics(out, {"script": "rhemo", "model_name": MODEL_NAME, "quat": cfg["model_quat"],
                              "params": count_parameters(net), "label_names": selection.label_names,
-                             **results}, state)
+                             **results, "health": report}, state)
     if runtime.is_main:
         for split, values in results.items():
             shown = ", ".join(f"{k} {values[k]:.4f}" for k in ("total", "recon", "acc") if k in values)
             print(f"{split}: {shown}")
+        print(health.summary_line(report))
+        print(f"WARNING {report['warning']}" if report["warning"] else "RH-emo health: OK (no dead encoder channel, "
+              "recon BCE beats the trivial predictors)")
         print(f"run folder: {out}")
 
 

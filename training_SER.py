@@ -26,7 +26,7 @@ import sys
 
 from models.registry import count_parameters, create_model, final_layer_prefix
 from rhemo.data.store import SegmentStore
-from rhemo.engine import config, data, device, embeddings, loop, plots
+from rhemo.engine import config, data, device, embeddings, health, loop, plots
 from rhemo.engine.checkpoint import load_checkpoint, plain_state_dict
 
 
@@ -65,13 +65,15 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
     # data: label view + split of the store, normalisation from the training split
     store = SegmentStore(cfg["store_path"])
     selection = data.select_rows(store, cfg)
-    norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"])
+    norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
+                                      transform=cfg["input_transform"])
     task = loop.SERTask(len(selection.label_names), cfg["save_model_metric"])
 
     # front end: frozen RH-emo with cached embeddings, RH-emo run per batch, or the raw spectrogram
     rhemo = source = frontend = None
     if cfg["use_r2he"]:
         rhemo, source = embeddings.load_frontend(cfg["r2he_model_path"], runtime.device)
+        health.check_loaded(rhemo, cfg["r2he_model_path"], cfg["input_transform"])
     if rhemo is not None and cfg["cache_embeddings"] and not cfg["finetune_r2he"]:
         features = embeddings.cached_embeddings(store, rhemo, norm, runtime.device, progress=runtime.is_main)
         datasets = data.make_datasets(features, selection, None)

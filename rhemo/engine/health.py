@@ -42,7 +42,7 @@ BN_EPS = 1e-5
 DEAD_RUNNING_MEAN = 1e-6
 DEAD_RUNNING_VAR = 1e-3
 #: Largest probe: evenly spaced training rows.
-PROBE_ROWS = 256
+PROBE_ROWS = 128
 
 
 def probe_rows(n: int, limit: int = PROBE_ROWS) -> list[int]:
@@ -124,8 +124,9 @@ def _loader(dataset: Dataset, batch_size: int = 32) -> DataLoader:
 
 @torch.no_grad()
 def trivial_bce(train_set: Dataset, eval_set: Dataset) -> dict[str, float]:
-    """Reconstruction BCE (as in the RH-emo loss: mean over all elements, log clamped at −100) of two trivial
-    predictors of ``eval_set``'s inputs, fitted on ``train_set``'s inputs (items with ``x`` (1, T, F)):
+    """Reconstruction BCE (as in the RH-emo loss: target clamped to [0, 1], mean over all elements, log clamped
+    at −100) of two trivial predictors of ``eval_set``'s inputs, fitted on ``train_set``'s inputs (items with
+    ``x`` (1, T, F)):
 
     * 'constant': every bin predicted as the training mean (the best constant under BCE);
     * 'bin_mean': each (t, f) bin predicted as its training mean over segments.
@@ -140,7 +141,7 @@ def trivial_bce(train_set: Dataset, eval_set: Dataset) -> dict[str, float]:
     sums = {"constant": 0.0, "bin_mean": 0.0}
     elements = 0
     for batch in _loader(eval_set):
-        x = batch["x"].float()
+        x = batch["x"].float().clamp(0.0, 1.0)  # the RH-emo loss clamps its BCE target the same way
         sums["constant"] += float(F.binary_cross_entropy(torch.full_like(x, constant), x, reduction="sum"))
         sums["bin_mean"] += float(F.binary_cross_entropy(bin_mean.expand_as(x), x, reduction="sum"))
         elements += x.numel()
@@ -228,6 +229,56 @@ def checkpoint_warning(state_dict: Mapping[str, torch.Tensor], source: str = "RH
             problems.append(f"{name} running variance {entry['min_running_var']:.2g} < eps: BN amplifies ~"
                             f"{1 / math.sqrt(entry['min_running_var'] + BN_EPS):.0f}x")
     return f"{source}: RH-emo unhealthy: " + "; ".join(problems) if problems else None
+
+
+class EpochMonitor:
+    """The health of an RH-emo run, as ``fit``'s ``epoch_callback``: trivial BCEs computed once, a fixed probe.
+
+    ``datasets``: the run's {'train', 'val', ...} datasets; ``alpha``: the loss weight of the reconstruction
+    (the val ``recon`` metric includes it).
+    """
+
+    def __init__(self, datasets: Mapping[str, Dataset], device: torch.device | str, alpha: float = 1.0) -> None:
+        self.trivial = trivial_bce(datasets["train"], datasets["val"])
+        self.probe = probe_subset(datasets["train"])
+        self.device = device
+        self.alpha = alpha
+
+    def report(self, net: nn.Module, val: Mapping[str, Any]) -> dict[str, Any]:
+        """Full health report of ``net`` given its validation metrics (their ``recon``)."""
+        recon = val.get("recon")
+        recon = recon / self.alpha if recon is not None and self.alpha > 0 else None
+        return health_report(net, self.probe, self.device, recon, self.trivial)
+
+    def __call__(self, net: nn.Module, train: Mapping[str, Any], val: Mapping[str, Any]
+                 ) -> tuple[dict[str, float], str]:
+        report = self.report(net, val)
+        line = summary_line(report)
+        return log_columns(report), line if report["warning"] is None else f"{line}\n{report['warning']}"
+
+
+def check_loaded(rhemo: nn.Module, path: str | None, input_transform: str) -> str | None:
+    """After training_SER.py loads RH-emo from ``path``: refuse an input-transform mismatch (ConfigError) and
+    print and return the :func:`checkpoint_warning` line (None when the buffers look healthy or path is None)."""
+    if path is None:
+        return None
+    from rhemo.engine.config import ConfigError
+
+    try:  # memory-mapped: the paper-size file is ~0.5 GB and only its normalisation record is read here
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:
+        from rhemo.engine.checkpoint import load_checkpoint
+
+        payload = load_checkpoint(path)
+    record = payload.get("normalisation") if isinstance(payload, dict) else None
+    trained_with = record.get("transform", "none") if isinstance(record, dict) else "none"
+    if trained_with != input_transform:
+        raise ConfigError(f"r2he_model_path {path} was trained with input_transform {trained_with!r}, but this "
+                          f"run uses {input_transform!r}; set input_transform to {trained_with!r}")
+    warning = checkpoint_warning(rhemo.state_dict(), source=str(path))
+    if warning:
+        print(f"WARNING {warning}", flush=True)
+    return warning
 
 
 def init_encoder_biases(net: nn.Module, value: float) -> None:

@@ -453,7 +453,8 @@ def _epoch_line(epoch: int, num_epochs: int, train: dict, val: dict, keys: list[
 
 
 def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, runtime: dev.Runtime,
-        output_dir: str | os.PathLike, payload_fn: Callable[[nn.Module], dict], show_keys: list[str]) -> FitState:
+        output_dir: str | os.PathLike, payload_fn: Callable[[nn.Module], dict], show_keys: list[str],
+        epoch_callback: Callable[[nn.Module, dict, dict], tuple[dict, str | None]] | None = None) -> FitState:
     """Train ``model`` until ``num_epochs`` or early stopping; returns the final :class:`FitState`.
 
     Args:
@@ -467,6 +468,8 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
         payload_fn: unwrapped model → checkpoint payload without 'format', 'code_version', 'epoch',
             'best_metric', 'config' (filled in here).
         show_keys: metric names printed in the one-line epoch summary.
+        epoch_callback: optional ``(unwrapped model, train metrics, val metrics) → (extra numeric log.csv
+            columns, line printed after the epoch summary or None)``, called after each validation pass.
 
     Raises:
         TrainingInterrupted: on Ctrl-C (``last.pt`` holds the last finished epoch).
@@ -514,10 +517,11 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
                     save_checkpoint(out / CHECKPOINT_FILE, payload)
             else:
                 state.bad_epochs += 1
+            extra_columns, extra_line = epoch_callback(net, train, val) if epoch_callback else ({}, None)
             seconds = time.perf_counter() - started
             state.seconds += seconds
             state.history.append({"epoch": epoch + 1, **_scalars("train", train), **_scalars("val", val),
-                                  "seconds": round(seconds, 3)})
+                                  **extra_columns, "seconds": round(seconds, 3)})
             if cfg["early_stopping"] and state.bad_epochs >= cfg["patience"]:
                 state.stopped = True
             if runtime.is_main:
@@ -526,6 +530,8 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
             if runtime.is_main:
                 log.append(state.history[-1])
                 print(_epoch_line(epoch + 1, num_epochs, train, val, show_keys, seconds, best), flush=True)
+                if extra_line:
+                    print(extra_line, flush=True)
                 if state.stopped:
                     print(f"early stopping: no improvement of val {task.monitor_key} for {cfg['patience']} "
                           f"epochs (best epoch {state.best_epoch})", flush=True)
