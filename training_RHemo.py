@@ -62,7 +62,10 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
                     "classifier_dropout": cfg["model_classifier_dropout"],
                     "num_classes": max(AUTHORS_CLASSES, len(selection.label_names))}
     net = create_model(MODEL_NAME, **model_kwargs)
+    monitor = health.EpochMonitor(datasets, runtime.device, alpha=cfg["loss_alpha"])
     health.init_encoder_biases(net, cfg["encoder_bias_init"])
+    if cfg["decoder_bias_init"] == "data_mean":
+        health.init_decoder_bias(net, float(monitor.train_bin_mean.double().mean()))
     if cfg["load_pretrained"]:
         load_stage1(net, cfg["load_pretrained"])
     model = loop.place_model(net, runtime, cfg["channels_last"])
@@ -77,7 +80,6 @@ def train(cfg: dict, runtime: device.Runtime) -> None:
                 "dataset": store.dataset, "normalisation": norm.to_dict(),
                 "feature_settings": store.feature_settings.to_dict(), "rhemo": None}
 
-    monitor = health.EpochMonitor(datasets, runtime.device, alpha=cfg["loss_alpha"])
     state = loop.fit(model, task, train_loader, eval_loaders["val"], cfg=cfg, runtime=runtime, output_dir=out,
                      payload_fn=checkpoint_payload, show_keys=["total", "recon", "emo", "acc"],
                      epoch_callback=monitor)

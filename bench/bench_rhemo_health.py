@@ -10,7 +10,9 @@ validation recon BCE and the trivial predictors' BCE. Variants:
 * ``lr3e-4``, ``lr1e-4``: lower learning rates;
 * ``p99.9``: divide by the training 99.9th percentile instead of the max (clipped at 1): a ~2-5x larger input;
 * ``log1p``: input_transform log1p (x → log1p(x / training mean), then max-normalised);
-* ``bias0.01``: encoder biases initialised to +0.01 (encoder_bias_init);
+* ``bias0.01``, ``bias0.1``: encoder biases initialised to +0.01 / +0.1 (encoder_bias_init);
+* ``outbias``: t_conv3's biases start at logit(training mean) (decoder_bias_init data_mean);
+* ``bias0.1+outbias``: both (the demo's switches);
 * ``frozen_bias``: the encoder biases are not trained (a probe of the mechanism, not a remedy).
 
 Usage: python bench/bench_rhemo_health.py [--quick] [--seeds 5] [--epochs 4] [--json out.json]
@@ -42,9 +44,12 @@ VARIANTS = {
     "p99.9": {"percentile": 99.9},
     "log1p": {"input_transform": "log1p"},
     "bias0.01": {"encoder_bias_init": 0.01},
+    "bias0.1": {"encoder_bias_init": 0.1},
+    "outbias": {"decoder_bias_init": "data_mean"},
+    "bias0.1+outbias": {"encoder_bias_init": 0.1, "decoder_bias_init": "data_mean"},
     "frozen_bias": {"frozen_bias": True},
 }
-QUICK_VARIANTS = ("paper", "lr1e-4", "log1p")
+QUICK_VARIANTS = ("paper", "outbias", "bias0.1+outbias")
 
 
 def build_store(workdir: Path, name: str, utterances: int) -> Path:
@@ -90,10 +95,13 @@ def run(store_path: Path, seed: int, variant: dict, epochs: int) -> list[dict]:
     sets = data.make_datasets(store.predictors, selection, norm)
     train_loader = data.make_train_loader(sets["train"], cfg["batch_size"], seed, runtime)
     val_loader = data.make_eval_loader(sets["val"], cfg["batch_size"], runtime)
-    trivial = health.trivial_bce(sets["train"], sets["val"])
+    train_bin_mean = health.bin_mean(sets["train"])
+    trivial = health.trivial_bce(sets["train"], sets["val"], train_bin_mean)
     probe = health.probe_subset(sets["train"])
     net = create_model("simple_autoencoder_2_vad", hidden_size=16, classifier_dropout=0.0)
     health.init_encoder_biases(net, variant.get("encoder_bias_init", 0.0))
+    if variant.get("decoder_bias_init") == "data_mean":
+        health.init_decoder_bias(net, float(train_bin_mean.double().mean()))
     if variant.get("frozen_bias"):
         for layer in (net.conv1, net.conv2, net.conv3):
             layer.bias.requires_grad_(False)
@@ -155,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for corpus in CORPORA:
         store = build_store(Path(args.workdir), corpus, args.utterances)
-        results[corpus] = {name: [run(store, seed, VARIANTS[name], args.epochs) for seed in range(1, args.seeds + 1)]
-                           for name in variants}
-        print(f"{corpus}: done after {time.perf_counter() - started:.0f} s", flush=True)
+        results[corpus] = {}
+        for name in variants:
+            results[corpus][name] = [run(store, seed, VARIANTS[name], args.epochs) for seed in range(1, args.seeds + 1)]
+            print(f"{corpus} {name}: done after {time.perf_counter() - started:.0f} s", flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=1))
     summarise(results)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 

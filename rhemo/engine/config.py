@@ -148,7 +148,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
          "trained with another transform, and predict.py applies the recorded one.",
          choices=("none", "log1p")),
     _opt("encoder_bias_init", "float", 0.0, "Beyond the paper. Initial value of RH-emo's encoder conv "
-         "biases (the authors: 0).", scripts=_R),
+         "biases (the authors: 0). 0.1 keeps every encoder ReLU active at the start, so Adam's ~lr-sized bias "
+         "steps cannot silence a channel in the first epochs (see README, RH-emo health).", scripts=_R),
+    _opt("decoder_bias_init", "str", "zero", "Beyond the paper. zero (the authors'), or data_mean: t_conv3's "
+         "biases start at logit(training mean), so the reconstruction starts at the best constant instead of "
+         "0.5 and the first steps do not push every unit down.", scripts=_R, choices=("zero", "data_mean")),
     # SER front end
     _opt("use_r2he", "bool", True, "Feed the network RH-emo embeddings (4x64x64) instead of the raw "
          "spectrogram. Must be true for quaternion networks.", scripts=_S),

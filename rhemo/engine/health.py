@@ -30,7 +30,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 __all__ = ["LAYERS", "COMPONENTS", "BN_EPS", "probe_encoder", "bn_statistics", "trivial_bce", "probe_rows",
-           "health_report", "warning_line", "summary_line", "log_columns", "checkpoint_warning"]
+           "bin_mean", "health_report", "warning_line", "EpochMonitor", "check_loaded",
+           "init_encoder_biases", "init_decoder_bias", "summary_line", "log_columns", "checkpoint_warning"]
 
 #: Encoder layers checked for dead channels: the inputs of the two BNs, and the latent.
 LAYERS = ("conv1_bn", "conv2_bn", "conv3")
@@ -123,27 +124,34 @@ def _loader(dataset: Dataset, batch_size: int = 32) -> DataLoader:
 
 
 @torch.no_grad()
-def trivial_bce(train_set: Dataset, eval_set: Dataset) -> dict[str, float]:
+def bin_mean(train_set: Dataset) -> torch.Tensor:
+    """(1, T, F) float32 mean over ``train_set``'s inputs (items with ``x`` (1, T, F)), accumulated in float64."""
+    total, count = None, 0
+    for batch in _loader(train_set):
+        x = batch["x"].double()
+        total = x.sum(dim=0) if total is None else total + x.sum(dim=0)
+        count += x.shape[0]
+    return (total / count).float()
+
+
+@torch.no_grad()
+def trivial_bce(train_set: Dataset, eval_set: Dataset, train_bin_mean: torch.Tensor | None = None
+                ) -> dict[str, float]:
     """Reconstruction BCE (as in the RH-emo loss: target clamped to [0, 1], mean over all elements, log clamped
     at −100) of two trivial predictors of ``eval_set``'s inputs, fitted on ``train_set``'s inputs (items with
-    ``x`` (1, T, F)):
+    ``x`` (1, T, F); ``train_bin_mean``: :func:`bin_mean` of train_set when already computed):
 
     * 'constant': every bin predicted as the training mean (the best constant under BCE);
     * 'bin_mean': each (t, f) bin predicted as its training mean over segments.
     """
-    bin_sum, count = None, 0
-    for batch in _loader(train_set):
-        x = batch["x"].double()
-        bin_sum = x.sum(dim=0) if bin_sum is None else bin_sum + x.sum(dim=0)
-        count += x.shape[0]
-    bin_mean = (bin_sum / count).float()
-    constant = float(bin_mean.mean())
+    per_bin = bin_mean(train_set) if train_bin_mean is None else train_bin_mean
+    constant = float(per_bin.double().mean())
     sums = {"constant": 0.0, "bin_mean": 0.0}
     elements = 0
     for batch in _loader(eval_set):
         x = batch["x"].float().clamp(0.0, 1.0)  # the RH-emo loss clamps its BCE target the same way
         sums["constant"] += float(F.binary_cross_entropy(torch.full_like(x, constant), x, reduction="sum"))
-        sums["bin_mean"] += float(F.binary_cross_entropy(bin_mean.expand_as(x), x, reduction="sum"))
+        sums["bin_mean"] += float(F.binary_cross_entropy(per_bin.expand_as(x), x, reduction="sum"))
         elements += x.numel()
     return {name: value / elements for name, value in sums.items()}
 
@@ -239,7 +247,8 @@ class EpochMonitor:
     """
 
     def __init__(self, datasets: Mapping[str, Dataset], device: torch.device | str, alpha: float = 1.0) -> None:
-        self.trivial = trivial_bce(datasets["train"], datasets["val"])
+        self.train_bin_mean = bin_mean(datasets["train"])
+        self.trivial = trivial_bce(datasets["train"], datasets["val"], self.train_bin_mean)
         self.probe = probe_subset(datasets["train"])
         self.device = device
         self.alpha = alpha
@@ -287,3 +296,12 @@ def init_encoder_biases(net: nn.Module, value: float) -> None:
     with torch.no_grad():
         for layer in (net.conv1, net.conv2, net.conv3):
             layer.bias.fill_(float(value))
+
+
+def init_decoder_bias(net: nn.Module, train_mean: float) -> None:
+    """Start RH-emo's reconstruction at the best constant: t_conv3's biases = logit(training mean) (config key
+    decoder_bias_init data_mean, beyond the paper: the authors zero them, so the sigmoid starts at 0.5 against
+    a mean input of ~0.003 and the first steps only push every output down)."""
+    mean = min(max(float(train_mean), 1e-6), 1 - 1e-6)
+    with torch.no_grad():
+        net.t_conv3.bias.fill_(math.log(mean / (1 - mean)))
