@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--utterances", type=int, default=100)
     parser.add_argument("--variants", nargs="*", default=None, help=f"subset of {list(VARIANTS)}")
+    parser.add_argument("--corpora", nargs="*", default=list(CORPORA), help=f"subset of {list(CORPORA)}")
     parser.add_argument("--workdir", default="/tmp/bench_rhemo_health")
     parser.add_argument("--json", default=None, help="write every per-epoch record here")
     args = parser.parse_args(argv)
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     results: dict = {}
     started = time.perf_counter()
-    for corpus in CORPORA:
+    for corpus in args.corpora:
         store = build_store(Path(args.workdir), corpus, args.utterances)
         results[corpus] = {}
         for name in variants:
