@@ -196,3 +196,44 @@ def test_log1p_transform_values_record_and_inference_check(tmp_path):
     assert _check_normalisation(tmp_path, norm.to_dict()) == norm
     with pytest.raises(PredictorError, match="input transform must be one of"):
         _check_normalisation(tmp_path, {**norm.to_dict(), "transform": "sqrt"})
+
+
+# ------------------------------------------------------------------------------------ remedies (bench setup)
+@pytest.fixture(scope="module")
+def bench_module():
+    import importlib.util
+
+    from engine_helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_rhemo_health", REPO / "bench" / "bench_rhemo_health.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def demo_like(tmp_path_factory, bench_module):
+    """The demo's synthetic IEMOCAP-layout corpus at 60 utterances, and stage 1 with the authors' settings
+    (seed 1, lr 1e-3, zero biases: one conv1 channel dies within 6 Adam steps)."""
+    store = bench_module.build_store(tmp_path_factory.mktemp("bench"), "demo-iemocap", 60)
+    return store, bench_module.run(store, 1, {}, 2)
+
+
+def test_the_authors_settings_kill_a_channel_and_stay_far_from_the_trivial_predictor(demo_like):
+    _, paper = demo_like
+    assert paper[0]["dead_fraction"] == 0 and paper[-1]["dead"]["conv1_bn"] == 1
+    assert paper[-1]["recon"] > 10 * paper[-1]["trivial"]["constant"]
+
+
+def test_encoder_bias_init_with_decoder_bias_init_keeps_every_channel_alive(demo_like, bench_module):
+    store, paper = demo_like
+    remedy = bench_module.run(store, 1, bench_module.VARIANTS["bias0.1+outbias"], 2)
+    assert sum(remedy[-1]["dead"].values()) == 0 < sum(paper[-1]["dead"].values())
+
+
+def test_decoder_bias_init_starts_the_reconstruction_at_the_best_constant(demo_like, bench_module):
+    store, paper = demo_like
+    remedy = bench_module.run(store, 1, bench_module.VARIANTS["outbias"], 1)
+    constant = remedy[0]["trivial"]["constant"]
+    assert remedy[0]["recon"] == pytest.approx(constant, rel=0.02)  # at init, before any step
+    assert remedy[-1]["recon"] < 1.05 * constant < paper[1]["recon"] / 10
