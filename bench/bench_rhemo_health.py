@@ -84,7 +84,8 @@ def normalisation_for(store: SegmentStore, rows: np.ndarray, variant: dict) -> d
 
 def run(store_path: Path, seed: int, variant: dict, epochs: int) -> list[dict]:
     """Stage-1 training of one (store, seed, variant); one record per epoch (epoch 0 = at init)."""
-    cfg = config.validate({"store_path": str(store_path), "label_view": "complete", "seed": seed, "loss_beta": 0.0,
+    view = "complete" if SegmentStore(store_path).dataset == "iemocap" else "native"
+    cfg = config.validate({"store_path": str(store_path), "label_view": view, "seed": seed, "loss_beta": 0.0,
                            "batch_size": 20, "learning_rate": variant.get("learning_rate", 1e-3)},
                           script="rhemo", source="bench")
     device.seed_everything(seed)
@@ -98,7 +99,8 @@ def run(store_path: Path, seed: int, variant: dict, epochs: int) -> list[dict]:
     train_bin_mean = health.bin_mean(sets["train"])
     trivial = health.trivial_bce(sets["train"], sets["val"], train_bin_mean)
     probe = health.probe_subset(sets["train"])
-    net = create_model("simple_autoencoder_2_vad", hidden_size=16, classifier_dropout=0.0)
+    net = create_model("simple_autoencoder_2_vad", hidden_size=16, classifier_dropout=0.0,
+                       num_classes=max(5, len(selection.label_names)))
     health.init_encoder_biases(net, variant.get("encoder_bias_init", 0.0))
     if variant.get("decoder_bias_init") == "data_mean":
         health.init_decoder_bias(net, float(train_bin_mean.double().mean()))
