@@ -27,7 +27,7 @@ setup: $(RUNTIME_STAMP)
 demo: $(RUNTIME_STAMP)
 	$(PY) -m rhemo.data.synthetic --layout iemocap --output $(DEMO_CORPUS) --utterances 400 --seed 0
 	$(PY) preprocessing.py --dataset iemocap --input $(DEMO_CORPUS) --output $(DEMO_STORE)
-	$(PY) exp_instance.py --ids [90,91] --last 2 --gpu_id 0
+	$(PY) exp_instance.py --ids [90,91] --last 3 --gpu_id 0
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q tests

@@ -26,7 +26,7 @@ import sys
 
 from models.registry import count_parameters, create_model
 from rhemo.data.store import SegmentStore
-from rhemo.engine import config, data, device, loop, plots, provenance
+from rhemo.engine import config, data, device, health, loop, plots, provenance
 from rhemo.engine.diagnostics import rhemo_diagnostics
 from rhemo.engine.environment import write_environment
 from rhemo.engine.tensorboard_log import log_figures
@@ -78,7 +78,8 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     store = SegmentStore(cfg["store_path"])
     selection = data.select_rows(store, cfg)
     norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
-                                      frames=data.pad_start(store.feature_settings))
+                                      frames=data.pad_start(store.feature_settings),
+                                      transform=cfg["input_transform"])
     datasets = data.make_datasets(store.predictors, selection, norm)
     origin = provenance.rhemo_provenance(cfg, store, cfg["load_pretrained"])
     batch, workers = cfg["batch_size"], cfg["num_workers"]
@@ -91,6 +92,10 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
                     "classifier_dropout": cfg["model_classifier_dropout"],
                     "num_classes": max(AUTHORS_CLASSES, len(selection.label_names))}
     net = create_model(MODEL_NAME, **model_kwargs)
+    monitor = health.EpochMonitor(datasets, runtime.device, alpha=cfg["loss_alpha"])
+    health.init_encoder_biases(net, cfg["encoder_bias_init"])
+    if cfg["decoder_bias_init"] == "data_mean":
+        health.init_decoder_bias(net, float(monitor.train_bin_mean.double().mean()))
     if cfg["load_pretrained"]:
         load_stage1(net, cfg["load_pretrained"])
     model = loop.place_model(net, runtime, cfg["channels_last"], cfg["sync_batchnorm"])
@@ -106,20 +111,25 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
                 "feature_settings": store.feature_settings.to_dict(), "rhemo": None, "provenance": origin}
 
     state = loop.fit(model, task, train_loader, eval_loaders["val"], cfg=cfg, runtime=runtime, output_dir=out,
-                     payload_fn=checkpoint_payload, show_keys=["total", "recon", "emo", "acc"])
+                     payload_fn=checkpoint_payload, show_keys=["total", "recon", "emo", "acc"],
+                     epoch_callback=monitor)
 
     # final evaluation of the best epoch, with the training loss weights
     net.load_state_dict(state.best_state)
     results = loop.evaluate_splits(net, task, eval_loaders, runtime, cfg)
+    report = monitor.report(net, results["val"])
     if runtime.is_main:
         write_figures(net, cfg, state, datasets["val"], selection.label_names, out, runtime)
     loop.write_metrics(out, {"script": "rhemo", "model_name": MODEL_NAME, "quat": cfg["model_quat"],
                              "params": count_parameters(net), "label_names": selection.label_names,
-                             **results}, state)
+                             **results, "health": report}, state)
     if runtime.is_main:
         for split, values in results.items():
             shown = ", ".join(f"{k} {values[k]:.4f}" for k in ("total", "recon", "acc") if k in values)
             print(f"{split}: {shown}")
+        print(health.summary_line(report))
+        print(f"WARNING {report['warning']}" if report["warning"] else "RH-emo health: OK (no dead encoder channel, "
+              "recon BCE beats the trivial predictors)")
         print(f"run folder: {out}")
 
 

@@ -31,7 +31,7 @@ import sys
 
 from models.registry import count_parameters, create_model, final_layer_prefix
 from rhemo.data.store import SegmentStore
-from rhemo.engine import config, data, device, embeddings, loop, plots, provenance
+from rhemo.engine import config, data, device, embeddings, health, loop, plots, provenance
 from rhemo.engine.environment import write_environment
 from rhemo.engine.predictions import write_predictions
 from rhemo.engine.tensorboard_log import log_figures
@@ -104,7 +104,8 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     store = SegmentStore(cfg["store_path"])
     selection = data.select_rows(store, cfg)
     norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
-                                      frames=data.pad_start(store.feature_settings))
+                                      frames=data.pad_start(store.feature_settings),
+                                      transform=cfg["input_transform"])
     task = loop.SERTask(len(selection.label_names), cfg["save_model_metric"], selection.label_names)
     rhemo_check = check_rhemo_leakage(cfg, store, selection, runtime)
 
@@ -112,6 +113,7 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
     rhemo = source = frontend = None
     if cfg["use_r2he"]:
         rhemo, source = embeddings.load_frontend(cfg["r2he_model_path"], runtime.device)
+        health.check_loaded(rhemo, cfg["r2he_model_path"], cfg["input_transform"])
     per_batch_bn = cfg["r2he_bn_mode"] == "batch"
     if rhemo is not None and cfg["cache_embeddings"] and not cfg["finetune_r2he"] and not per_batch_bn:
         features = embeddings.cached_embeddings(store, rhemo, norm, runtime.device,

@@ -175,6 +175,19 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
          "epochs (0: off).", scripts=_R, minimum=0),
     _opt("emo_loss_holes", "int", 0, "Zero the emotion weights every h-th epoch (0: off).", scripts=_R,
          minimum=0),
+    # RH-emo health remedies (issue 12; beyond the paper: the defaults are the authors' behaviour)
+    _opt("input_transform", "str", "none", "Beyond the paper. Transform of the magnitudes before the "
+         "normalisation: none (the authors'), or log1p: x -> log1p(x / training mean), which lifts the "
+         "max-normalised input from ~1e-3 to ~0.1 so that Adam's steps on the encoder biases no longer kill "
+         "its ReLUs. Recorded with the normalisation in every checkpoint; training_SER.py refuses an RH-emo "
+         "trained with another transform, and predict.py applies the recorded one.",
+         choices=("none", "log1p")),
+    _opt("encoder_bias_init", "float", 0.0, "Beyond the paper. Initial value of RH-emo's encoder conv "
+         "biases (the authors: 0). 0.1 keeps every encoder ReLU active at the start, so Adam's ~lr-sized bias "
+         "steps cannot silence a channel in the first epochs (see README, RH-emo health).", scripts=_R),
+    _opt("decoder_bias_init", "str", "zero", "Beyond the paper. zero (the authors'), or data_mean: t_conv3's "
+         "biases start at logit(training mean), so the reconstruction starts at the best constant instead of "
+         "0.5 and the first steps do not push every unit down.", scripts=_R, choices=("zero", "data_mean")),
     # SER front end
     _opt("use_r2he", "bool", True, "Feed the network RH-emo embeddings (4x64x64) instead of the raw "
          "spectrogram. Must be true for quaternion networks.", scripts=_S),

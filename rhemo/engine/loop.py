@@ -819,7 +819,8 @@ def _configure_backends(cfg: dict, device: torch.device, is_main: bool) -> None:
 
 
 def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, runtime: dev.Runtime,
-        output_dir: str | os.PathLike, payload_fn: Callable[[nn.Module], dict], show_keys: list[str]) -> FitState:
+        output_dir: str | os.PathLike, payload_fn: Callable[[nn.Module], dict], show_keys: list[str],
+        epoch_callback: Callable[[nn.Module, dict, dict], tuple[dict, str | None]] | None = None) -> FitState:
     """Train ``model`` until ``num_epochs`` or early stopping; returns the final :class:`FitState`.
 
     Args:
@@ -833,6 +834,8 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
         payload_fn: unwrapped model → checkpoint payload without 'format', 'code_version', 'epoch',
             'best_metric', 'config' (filled in here).
         show_keys: metric names printed in the one-line epoch summary.
+        epoch_callback: optional ``(unwrapped model, train metrics, val metrics) → (extra numeric log.csv
+            columns, line printed after the epoch summary or None)``, called after each validation pass.
 
     Raises:
         TrainingInterrupted: on Ctrl-C (``last.pt`` holds the last finished epoch).
@@ -885,10 +888,12 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
                     save_checkpoint(out / CHECKPOINT_FILE, payload)
             else:
                 state.bad_epochs += 1
+            extra_columns, extra_line = epoch_callback(net, train, val) if epoch_callback else ({}, None)
             seconds = time.perf_counter() - started
             state.seconds += seconds
             state.history.append({"epoch": epoch + 1, **_scalars("train", train), **_scalars("val", val),
-                                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3)})
+                                  "lr": optimizer.param_groups[0]["lr"], **extra_columns,
+                                  "seconds": round(seconds, 3)})
             state.stopped = should_stop(state, monitor_key, task.mode, cfg)
             if runtime.is_main:
                 best_on_disk = _save_resume(out, cfg, net, optimizer, state, best_on_disk)
@@ -897,6 +902,8 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
                 log.append(state.history[-1])
                 board.epoch(state.history[-1])
                 print(_epoch_line(epoch + 1, num_epochs, train, val, show_keys, seconds, best), flush=True)
+                if extra_line:
+                    print(extra_line, flush=True)
                 if state.stopped:
                     print(f"early stopping ({cfg['early_stopping_rule']} rule, patience {cfg['patience']}) on val "
                           f"{monitor_key} (best epoch {state.best_epoch})", flush=True)
