@@ -192,7 +192,10 @@ def resolve_references(this: RunParams, seed: int | None, experiment_id: int,
             continue
         spec = _reference_spec(key, value, this.source)
         target_id = experiment_id if spec["experiment"] is None else spec["experiment"]
-        stem, target = lookup(target_id, spec["run"])
+        try:
+            stem, target = lookup(target_id, spec["run"])
+        except ConfigError as exc:
+            raise ConfigError(f"{this.source}: key '{key}': {exc}") from None
         where = f"{this.source}: key '{key}' refers to {stem} run {spec['run']}"
         if spec["fold"] == SAME and target.num_folds != this.num_folds:
             raise ConfigError(f"{where} with fold \"same\", but that run has {target.num_folds} fold(s) and this "
