@@ -117,8 +117,8 @@ def test_seeds_train_in_their_own_folders_resume_per_seed_and_summary_covers_see
     summary = json.loads((run_dir / "summary.json").read_text())
     expected = [0.1 * s + 0.01 * f for s in (1, 2, 3) for f in (0, 1)]
     assert summary["trainings_done"] == 6 and summary["seeds_done"] == [1, 2, 3]
-    assert summary["mean_std"]["test"]["wa"]["mean"] == pytest.approx(np.mean(expected))
-    assert summary["mean_std"]["test"]["wa"]["std"] == pytest.approx(np.std(expected))
+    assert summary["mean_std"]["test.wa"]["mean"] == pytest.approx(np.mean(expected))
+    assert summary["mean_std"]["test.wa"]["std"] == pytest.approx(np.std(expected))
 
 
 def test_a_reference_follows_the_seed_being_trained_unless_it_pins_one(root):

@@ -145,19 +145,10 @@ def _flat_numbers(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]
     return out
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = nested
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return nested
-
-
 def seed_summary(run_dir: Path) -> dict[str, Any]:
-    """Mean ± std (ddof 0) of every numeric metric over all finished seeds and folds of a seeded run folder."""
+    """Mean ± std (ddof 0) of every numeric metric over all finished seeds and folds of a seeded run folder.
+
+    ``mean_std`` is flat: {'test.wa': {'mean': ..., 'std': ...}, ...} over the keys every training has."""
     found = _finished_metrics(Path(run_dir))
     flats = [_flat_numbers(m) for m in found.values()]
     common = [k for k in (flats[0] if flats else {}) if all(k in f for f in flats)]
@@ -165,7 +156,7 @@ def seed_summary(run_dir: Path) -> dict[str, Any]:
              for k in common}
     seeds = sorted({int(_SEED_DIR.match(name.split("/")[0]).group(1)) for name in found if "/" in name})
     return {"run_dir": str(run_dir), "seeds_done": seeds, "trainings_done": len(found), "trainings": sorted(found),
-            "mean_std": _nest({k: v for k, v in stats.items() if math.isfinite(v["mean"])})}
+            "mean_std": {k: v for k, v in stats.items() if math.isfinite(v["mean"])}}
 
 
 def write_seed_summary(run_dir: Path) -> Path:
