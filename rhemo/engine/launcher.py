@@ -10,7 +10,8 @@ Each numbered run is the global parameters with the run's own keys merged **over
 run wins (in the authors' launcher the globals won, which made per-run overrides silently useless). ``script``
 names the training script; ``nproc`` (optional) > 1 starts the run through ``torchrun``. Every other key is a
 key of :mod:`rhemo.engine.config`; ``fold``, ``output_dir`` and ``gpu_id`` are set by the launcher and may not
-appear in a file.
+appear in a file. ``seeds``, references to other runs' checkpoints (``{"experiment": 3, "run": 1}``),
+``--override`` and ``--store_root`` are described in :mod:`rhemo.engine.references`.
 
 For every selected run and every fold ``k < num_folds`` the launcher
 
