@@ -342,7 +342,7 @@ def write_chart(rows: list[Row], path: Path) -> None:
 
     acc = [r for r in rows if r.metric == METRICS[0][0] and r.cell.setting == "paper"]
     corpora = [c for c in CORPORA if any(r.cell.corpus == c for r in acc)]
-    fig, axes = plt.subplots(len(corpora) or 1, 1, figsize=(12, 3.2 * max(len(corpora), 1)), squeeze=False)
+    fig, axes = plt.subplots(len(corpora) or 1, 1, figsize=(13, 3.2 * max(len(corpora), 1)), squeeze=False)
     for ax, corpus in zip(axes[:, 0], corpora):
         cells = [r for r in acc if r.cell.corpus == corpus]
         x = np.arange(len(cells))
@@ -358,7 +358,7 @@ def write_chart(rows: list[Row], path: Path) -> None:
         ax.set_ylim(0, 100)
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(corpus)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: TESS bars reach 100
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
     fig.savefig(tmp, dpi=100)
