@@ -37,3 +37,26 @@ bench: $(RUNTIME_STAMP)
 
 clean-demo:
 	rm -rf data/synthetic data/demo_store results/90_demo_RHemo results/91_demo_SER
+
+# make paper-mini: the whole paper table's wiring on tiny synthetic corpora in the four layouts (every variant, the
+# run references, 2 seeds, the paper table and its chart), with the shipped experiment files unchanged: stores
+# redirected with --store_root, budgets shrunk with one --override. Results: results/paper_mini/.
+PAPER_MINI := data/paper_mini
+PAPER_MINI_RESULTS := results/paper_mini
+PAPER_MINI_SMALL := "num_epochs": 1, "model_hidden_size": 16
+PAPER_MINI_RUN = $(PY) exp_instance.py --store_root $(PAPER_MINI)/stores --output_folder $(PAPER_MINI_RESULTS)
+
+.PHONY: paper-mini
+paper-mini: $(RUNTIME_STAMP)
+	for corpus in iemocap ravdess emodb tess; do \
+	  utterances=12; [ $$corpus = iemocap ] && utterances=20; \
+	  $(PY) -m rhemo.data.synthetic --layout $$corpus --output $(PAPER_MINI)/corpora/$$corpus \
+	    --utterances $$utterances --max-seconds 3.5 --seed 0 --quiet && \
+	  $(PY) preprocessing.py --dataset $$corpus --input $(PAPER_MINI)/corpora/$$corpus \
+	    --output $(PAPER_MINI)/stores || exit 1; \
+	done
+	$(PAPER_MINI_RUN) --ids [1] --last 1 --override '{$(PAPER_MINI_SMALL)}'
+	$(PAPER_MINI_RUN) --ids [1] --first 2 --override '{$(PAPER_MINI_SMALL), "load_pretrained": {"experiment": 1, "run": 1}}'
+	$(PAPER_MINI_RUN) --ids [2,3] --seeds 1,2 --override '{$(PAPER_MINI_SMALL), "r2he_model_path": {"experiment": 1, "run": 2}}'
+	$(PAPER_MINI_RUN) --ids [5,6,7] --seeds 1,2 --override '{$(PAPER_MINI_SMALL)}'
+	$(PY) exp_instance.py --paper_table --output_folder $(PAPER_MINI_RESULTS)

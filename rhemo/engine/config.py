@@ -40,7 +40,7 @@ class Option:
     """One configuration key.
 
     ``kind`` is one of ``bool``, ``int``, ``float``, ``str``, ``path`` (a string path), ``floats`` (list of
-    numbers). ``default`` may be a dict keyed by script name when the two scripts differ. ``scripts`` lists the
+    numbers), ``ints`` (non-empty list of distinct integers). ``default`` may be a dict keyed by script name when the two scripts differ. ``scripts`` lists the
     scripts that accept the key; ``"launcher"`` marks keys only ``exp_instance.py`` reads.
     """
 
@@ -74,6 +74,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
          scripts=_L, choices=tuple(SCRIPT_FILES)),
     _opt("nproc", "int", 1, "Processes per run; >1 launches the run through torchrun (one per GPU, or gloo "
          "processes on CPU).", scripts=_L, minimum=1),
+    # paper evaluation (issue 9): several seeds per run
+    _opt("seeds", "ints", None, "Seeds of the run: each seed trains in its own folder <run>/seed<s>/fold<k> "
+         "with 'seed' set to it; summary.json aggregates over seeds and folds. null: one training with 'seed'. "
+         "exp_instance.py --seeds overrides it.", scripts=_L, nullable=True),
     _opt("comment_1", "str", "", "Free text copied to the spreadsheet.", scripts=_BOTH + _L),
     _opt("comment_2", "str", "", "Free text copied to the spreadsheet.", scripts=_BOTH + _L),
     # TensorBoard log (optional)
@@ -211,7 +215,8 @@ _FALSE = {"false", "0", "no", "n", "off"}
 
 def _type_name(option: Option) -> str:
     names = {"bool": "a boolean (true/false)", "int": "an integer", "float": "a number", "str": "a string",
-             "path": "a path string", "floats": "a list of numbers"}
+             "path": "a path string", "floats": "a list of numbers",
+             "ints": "a non-empty list of distinct integers"}
     text = names[option.kind]
     if option.nullable:
         text += " or null"
@@ -253,6 +258,11 @@ def coerce(option: Option, value: Any, source: str) -> Any:
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             raise fail()
         result = [float(v) for v in value]
+    elif kind == "ints":
+        if not isinstance(value, list) or not value or len(set(value)) != len(value) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise fail()
+        result = list(value)
     else:  # pragma: no cover - schema error
         raise AssertionError(kind)
     if option.choices and result not in option.choices:

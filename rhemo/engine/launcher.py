@@ -10,7 +10,8 @@ Each numbered run is the global parameters with the run's own keys merged **over
 run wins (in the authors' launcher the globals won, which made per-run overrides silently useless). ``script``
 names the training script; ``nproc`` (optional) > 1 starts the run through ``torchrun``. Every other key is a
 key of :mod:`rhemo.engine.config`; ``fold``, ``output_dir`` and ``gpu_id`` are set by the launcher and may not
-appear in a file.
+appear in a file. ``seeds``, references to other runs' checkpoints (``{"experiment": 3, "run": 1}``),
+``--override`` and ``--store_root`` are described in :mod:`rhemo.engine.references`.
 
 For every selected run and every fold ``k < num_folds`` the launcher
 
@@ -40,18 +41,18 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from rhemo.engine import protocol, report, runfolder
+from rhemo.engine import paper_table, protocol, references, report, runfolder
 from rhemo.engine.config import SCRIPT_FILES, ConfigError, coerce, options_for, validate
 from rhemo.engine.device import LAUNCHER_PID_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GLOBAL_KEY = "global_parameters"
 #: keys the launcher reads itself; they are removed before the training-script schema is checked
-LAUNCHER_KEYS = ("script", "nproc")
+LAUNCHER_KEYS = ("script", "nproc", "seeds")
 #: keys the launcher sets per fold; an experiment file may not set them
 LAUNCHER_SET_KEYS = ("fold", "output_dir", "gpu_id")
 TAIL_LINES = 50
@@ -198,16 +199,23 @@ class RunPlan:
     kind: str  # 'rhemo' or 'ser'
     nproc: int
     config: dict[str, Any]
+    #: the seed of this training when the run has seeds (its folder is <run>/seed<s>); None: unseeded
+    seed_folder: int | None = None
+    #: configuration key -> the run whose checkpoint it loads (resolved per fold)
+    references: dict[str, references.Reference] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
-        return f"{self.experiment.path}, run {self.run}"
+        seed = "" if self.seed_folder is None else f", seed {self.seed_folder}"
+        return f"{self.experiment.path}, run {self.run}{seed}"
 
     def run_dir(self, output_folder: Path) -> Path:
-        return Path(output_folder) / self.experiment.stem / str(self.run)
+        run_dir = Path(output_folder) / self.experiment.stem / str(self.run)
+        return run_dir if self.seed_folder is None else run_dir / f"seed{self.seed_folder}"
 
     def info(self, output_folder: Path) -> report.RunInfo:
-        return report.RunInfo.from_config(self.experiment.stem, str(self.run), self.run_dir(output_folder),
+        label = str(self.run) if self.seed_folder is None else f"{self.run}/seed{self.seed_folder}"
+        return report.RunInfo.from_config(self.experiment.stem, label, self.run_dir(output_folder),
                                           {**self.config, "script": self.script_file})
 
 
@@ -216,16 +224,22 @@ def merge_run(experiment: Experiment, run: int) -> dict[str, Any]:
     return {**experiment.global_parameters, **experiment.runs[run]}
 
 
-def resolve_run(experiment: Experiment, run: int, nproc_override: int | None = None) -> RunPlan:
-    """Merge and validate one run; ConfigError names the file, the run, the key and the expected type."""
-    source = f"{experiment.path}, run {run}"
-    params = merge_run(experiment, run)
+def resolve_run(experiment: Experiment, run: int, nproc_override: int | None = None,
+                prepared: dict[str, Any] | None = None, source: str | None = None) -> RunPlan:
+    """Merge and validate one run; ConfigError names the file, the run, the key and the expected type.
+
+    ``prepared``: the run's parameters already merged (and overridden, references replaced by paths) by
+    :func:`plan_run`; None merges the file's run as it is.
+    """
+    source = source or f"{experiment.path}, run {run}"
+    params = merge_run(experiment, run) if prepared is None else dict(prepared)
     launcher_options = options_for("launcher")
     if "script" not in params:
         raise ConfigError(f"{source}: key 'script' is missing; set it to one of {', '.join(SCRIPT_FILES)} "
                           f"(in '{GLOBAL_KEY}' or in the run)")
     script_file = coerce(launcher_options["script"], params.pop("script"), source)
     nproc = coerce(launcher_options["nproc"], params.pop("nproc", 1), source)
+    coerce(launcher_options["seeds"], params.pop("seeds", None), source)
     if nproc_override is not None:
         nproc = nproc_override
     set_here = [k for k in LAUNCHER_SET_KEYS if k in params]
@@ -239,7 +253,8 @@ def resolve_run(experiment: Experiment, run: int, nproc_override: int | None = N
 
 def fold_config(plan: RunPlan, fold: int, fold_dir: Path, gpu_id: int) -> dict[str, Any]:
     """The complete configuration of one fold, as written to its ``config.json``."""
-    config = {**plan.config, "fold": fold, "output_dir": str(fold_dir), "gpu_id": gpu_id}
+    config = {**plan.config, **references.reference_paths(plan.references, fold), "fold": fold,
+              "output_dir": str(fold_dir), "gpu_id": gpu_id}
     config = validate(config, script=plan.kind, source=f"{plan.source}, fold {fold}")
     return {"script": plan.script_file, "nproc": plan.nproc, **config}
 
@@ -434,6 +449,14 @@ class LaunchOptions:
     force: bool = False
     dry_run: bool = False
     timeout_hours: float | None = None
+    #: --seeds: every run trains once per seed (overrides the files' 'seeds')
+    seeds: list[int] | None = None
+    #: --override: configuration keys merged over every run
+    override: dict[str, Any] = field(default_factory=dict)
+    #: --store_root: every run reads <store_root>/<name of its store folder>
+    store_root: Path | None = None
+    #: --paper_table: write the paper table from the finished runs instead of training
+    paper_table: bool = False
 
 
 def run_fold(plan: RunPlan, fold: int, opts: LaunchOptions, console: TextIO) -> str:
@@ -529,12 +552,64 @@ def _record_outcome(result: ProcessResult, fold_dir: Path, label: str, command: 
 
 
 # --------------------------------------------------------------------------------------------- driver
+class _RunLookup:
+    """The parameters of any run of any experiment file, as this launch would train them (files read once)."""
+
+    def __init__(self, opts: LaunchOptions):
+        self.opts = opts
+        self.experiments: dict[int, Experiment] = {}
+
+    def experiment(self, exp_id: int) -> Experiment:
+        if exp_id not in self.experiments:
+            self.experiments[exp_id] = load_experiment(find_experiment_files(self.opts.experiments_folder,
+                                                                             [exp_id])[0])
+        return self.experiments[exp_id]
+
+    def params(self, experiment: Experiment, run: int) -> references.RunParams:
+        return references.run_params(merge_run(experiment, run), f"{experiment.path}, run {run}",
+                                     self.opts.override, self.opts.store_root, self.opts.seeds)
+
+    def __call__(self, exp_id: int, run: int) -> tuple[str, references.RunParams]:
+        try:
+            experiment = self.experiment(exp_id)
+        except LauncherError as exc:
+            raise ConfigError(f"a reference names experiment {exp_id}: {exc}") from None
+        if run not in experiment.runs:
+            raise ConfigError(f"a reference names {experiment.path}, run {run}, which does not exist; runs: "
+                              f"{', '.join(map(str, experiment.runs))}")
+        target = self.params(experiment, run)
+        if exp_id not in self.opts.ids:  # trained by an earlier command: its folders say whether it was seeded
+            on_disk = references.seeds_on_disk(Path(self.opts.output_folder) / experiment.stem / str(run))
+            if on_disk != references.NOT_ON_DISK:
+                target.seeds = on_disk
+        return experiment.stem, target
+
+
+def plan_run(experiment: Experiment, run: int, opts: LaunchOptions, lookup: _RunLookup) -> list[RunPlan]:
+    """The trainings of one run: one plan per seed (or one unseeded plan), references resolved, validated."""
+    this = lookup.params(experiment, run)
+    exp_id = int(_FILE_PATTERN.match(experiment.path.name).group(1))
+    plans = []
+    for seed in this.seeds or [None]:
+        refs = references.resolve_references(this, seed, exp_id, lookup, opts.output_folder)
+        prepared = {**this.params, **references.reference_paths(refs, 0)}
+        if seed is not None:
+            prepared["seed"] = seed
+        source = this.source if seed is None else f"{this.source}, seed {seed}"
+        plan = resolve_run(experiment, run, opts.nproc, prepared=prepared, source=source)
+        plan.seed_folder, plan.references = seed, refs
+        plans.append(plan)
+    return plans
+
+
 def build_plans(opts: LaunchOptions) -> list[tuple[Experiment, list[RunPlan]]]:
     """Select and validate every run of every selected experiment, before anything runs."""
     plans = []
+    lookup = _RunLookup(opts)
     for path in find_experiment_files(opts.experiments_folder, opts.ids):
         experiment = load_experiment(path)
-        runs = [resolve_run(experiment, r, opts.nproc) for r in select_runs(experiment, opts.first, opts.last)]
+        runs = [plan for r in select_runs(experiment, opts.first, opts.last)
+                for plan in plan_run(experiment, r, opts, lookup)]
         plans.append((experiment, runs))
     needed = sorted({p.script_file for _, runs in plans for p in runs})
     missing = [s for s in needed if not (Path(opts.scripts_dir) / s).is_file()]
@@ -556,6 +631,8 @@ def _update_reports(experiment: Experiment, plans: list[RunPlan], plan: RunPlan,
     not stop the remaining runs (the reports can be rebuilt later with ``python -m rhemo.engine.report``)."""
     try:
         report.write_run_summary(plan.info(output_folder))
+        if plan.seed_folder is not None:
+            paper_table.write_seed_summary(plan.run_dir(output_folder).parent)
         table, sheet = report.write_tables(Path(output_folder) / experiment.stem,
                                            _experiment_runs(experiment, plans, output_folder))
     except Exception as exc:  # noqa: BLE001 - a report problem must not cost the remaining trainings
@@ -584,12 +661,38 @@ def print_plan(plans: list[tuple[Experiment, list[RunPlan]]], opts: LaunchOption
     print("dry run: every run is valid; nothing was started", file=console)
 
 
+def print_references(plans: list[tuple[Experiment, list[RunPlan]]], console: TextIO) -> None:
+    """The dry-run listing of every resolved reference: which checkpoint each fold will load, and its state."""
+    for experiment, runs in plans:
+        for plan in runs:
+            for key, ref in plan.references.items():
+                folds = range(plan.config["num_folds"]) if ref.fold is None else [0]
+                for fold in folds:
+                    state = "finished" if ref.finished(fold) else "not finished yet"
+                    print(f"reference: {experiment.stem} run {plan.run}"
+                          f"{'' if plan.seed_folder is None else f' seed {plan.seed_folder}'}"
+                          f"{'' if ref.fold is not None else f' fold {fold}'}: {key} = {ref.describe(fold)} "
+                          f"[{state}] {ref.path(fold)}", file=console)
+
+
+def start_fold(plan: RunPlan, fold: int, opts: LaunchOptions, console: TextIO) -> str:
+    """:func:`run_fold`, unless a run this fold loads has not finished: then it is refused ('failed')."""
+    blocked = references.unfinished(plan.references, fold)
+    if blocked and not (fold_finished(plan.run_dir(opts.output_folder) / f"fold{fold}") and not opts.force):
+        for line in blocked:
+            print(f"[refuse] {plan.experiment.stem} run {plan.run} fold {fold}: not started: {line}",
+                  file=console, flush=True)
+        return "failed"
+    return run_fold(plan, fold, opts, console)
+
+
 def launch(opts: LaunchOptions, console: TextIO | None = None) -> int:
     """Validate everything, then run each fold in order. Returns 0 if all folds finished, 1 if some failed,
     130 after Ctrl-C. Raises ConfigError / LauncherError on invalid input (before anything runs)."""
     console = sys.stdout if console is None else console
     plans = build_plans(opts)
     if opts.dry_run:
+        print_references(plans, console)
         print_plan(plans, opts, console)
         return 0
     failures = 0
@@ -599,7 +702,7 @@ def launch(opts: LaunchOptions, console: TextIO | None = None) -> int:
                   file=console, flush=True)
             interrupted = False
             for fold in range(plan.config["num_folds"]):
-                outcome = run_fold(plan, fold, opts, console)
+                outcome = start_fold(plan, fold, opts, console)
                 failures += outcome == "failed"
                 if outcome == "interrupted":
                     interrupted = True
@@ -622,8 +725,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "numbered runs; a run's own keys override the globals). Results go to "
                     "<output_folder>/<file stem>/<run>/fold<k>/.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--ids", required=True, type=str,
-                        help="Experiment ids to run: a JSON integer or list, e.g. [1] or [2,3].")
+    parser.add_argument("--ids", type=str, default=None,
+                        help="Experiment ids to run: a JSON integer or list, e.g. [1] or [2,3] (required "
+                             "unless --paper_table).")
     parser.add_argument("--experiments_folder", type=Path, default=REPO_ROOT / "experiments",
                         help="Folder of the experiment files.")
     parser.add_argument("--output_folder", type=Path, default=REPO_ROOT / "results",
@@ -638,6 +742,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry_run", action="store_true", help="Validate and print the plan; run nothing.")
     parser.add_argument("--timeout_hours", type=float, default=None,
                         help="Stop a fold that runs longer than this and record it as failed; None: no limit.")
+    parser.add_argument("--seeds", type=str, default=None,
+                        help="Seeds for every selected run, e.g. 1,2,3 (overrides the files' 'seeds'): one "
+                             "training per seed in <run>/seed<s>/; summary.json gives mean ± std over seeds "
+                             "and folds.")
+    parser.add_argument("--override", type=str, default=None,
+                        help="JSON object of configuration keys merged over every run, e.g. "
+                             "'{\"num_epochs\": 1}' (typed JSON, never evaluated).")
+    parser.add_argument("--store_root", type=Path, default=None,
+                        help="Every run reads <store_root>/<name of its store folder> instead of its "
+                             "store_path (e.g. small stores with the shipped files unchanged).")
+    parser.add_argument("--paper_table", action="store_true",
+                        help="Collect the finished runs under --output_folder into paper_table.csv/.md/.xlsx "
+                             "and paper_table.png beside the published numbers; train nothing.")
     parser.add_argument("--scripts_dir", type=Path, default=REPO_ROOT,
                         help="Folder holding training_RHemo.py and training_SER.py. Runs start in it, so "
                              "relative paths inside experiment files are relative to it.")
@@ -648,9 +765,12 @@ def options_from_args(argv: Sequence[str] | None = None) -> LaunchOptions:
     """Parse the command line into LaunchOptions (argparse exits with a usage message on bad flags)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.ids is None and not args.paper_table:
+        parser.error("--ids is required (e.g. --ids [1]), unless --paper_table")
     try:
-        ids = parse_ids(args.ids)
-    except LauncherError as exc:
+        ids = [] if args.ids is None else parse_ids(args.ids)
+        extra = _evaluation_options(args)
+    except (LauncherError, ConfigError) as exc:
         parser.error(str(exc))
     if args.first < 0:
         parser.error(f"--first must be >= 0, got {args.first}")
@@ -663,13 +783,23 @@ def options_from_args(argv: Sequence[str] | None = None) -> LaunchOptions:
     return LaunchOptions(ids=ids, experiments_folder=args.experiments_folder.resolve(),
                          output_folder=args.output_folder.resolve(), scripts_dir=args.scripts_dir.resolve(),
                          first=args.first, last=args.last, gpu_id=args.gpu_id, nproc=args.nproc,
-                         force=args.force, dry_run=args.dry_run, timeout_hours=args.timeout_hours)
+                         force=args.force, dry_run=args.dry_run, timeout_hours=args.timeout_hours, **extra)
+
+
+def _evaluation_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The LaunchOptions of --seeds, --override, --store_root and --paper_table (ConfigError on bad values)."""
+    return {"seeds": None if args.seeds is None else references.parse_seeds(args.seeds),
+            "override": {} if args.override is None else references.parse_override(args.override),
+            "store_root": None if args.store_root is None else args.store_root.resolve(),
+            "paper_table": args.paper_table}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``exp_instance.py``; returns the process exit code (2 on invalid input)."""
     opts = options_from_args(argv)
     try:
+        if opts.paper_table:
+            return paper_table.write_all(opts.output_folder, opts.experiments_folder, sys.stdout)
         return launch(opts)
     except (ConfigError, LauncherError) as exc:
         print(f"exp_instance.py: error: {exc}", file=sys.stderr)
