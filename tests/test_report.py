@@ -173,6 +173,12 @@ def test_results_csv_health_seed_and_stage1_accuracies(exp_dir):
     assert second["seed"] == "[1, 2]"
     assert "test_wa" not in table.columns
     assert "test acc %" in report.console_table([info1]) and " - " in report.console_table([info1])
+    table_text = report.console_table([info1, info2])
+    header, _, row1, row2, *warned = table_text.splitlines()[1:]
+    end = header.index("health") + len("health")   # the column is right-aligned: cells end where it ends
+    assert row1[:end].split()[-1] == "ok" and row2[:end].split()[-1] == "WARN"
+    assert warned == ["WARNING run 2 fold 0: decoder channels are identical",
+                      "WARNING run 2 fold 1: decoder channels are identical"]
 
 
 def test_xlsx_stores_formula_like_text_as_text(exp_dir):

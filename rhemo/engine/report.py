@@ -434,20 +434,31 @@ def _align(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _health_warning(record: FoldRecord) -> str | None:
+    """The RH-emo health warning of a finished fold (``metrics.json`` → health.warning), or None."""
+    health = (record.metrics or {}).get("health") if record.status == "done" else None
+    return health.get("warning") if isinstance(health, dict) else None
+
+
 def console_table(infos: Iterable[RunInfo]) -> str:
     """A plain-text, aligned table with one line per run: mean (± std over folds when there are several).
 
-    Columns: run, model, quat, params, test WA/UA/F1 % (SER) or test recon / acc % (RH-emo), epochs,
-    time per fold (s), status (finished folds / folds). SER and RH-emo runs get separate tables.
+    Columns: run, model, quat, params, test WA/UA/F1 % (SER) or test recon / acc % and health (RH-emo),
+    epochs, time per fold (s), status (finished folds / folds). SER and RH-emo runs get separate tables; below
+    the RH-emo table, one line per fold whose ``metrics.json`` carries a health warning.
     """
     infos = sorted(infos, key=lambda i: _run_sort_key(i.run))
     blocks = []
     for kind in dict.fromkeys(i.kind for i in infos):
         metric_cols = _TABLE_METRICS[kind]
-        rows = [["run", "model", "quat", "params", *[m[0] for m in metric_cols], "epochs", "time/fold (s)",
-                 "status"]]
+        health_col = ["health"] if kind == "rhemo" else []
+        rows = [["run", "model", "quat", "params", *[m[0] for m in metric_cols], *health_col, "epochs",
+                 "time/fold (s)", "status"]]
+        warnings = []
         for info in (i for i in infos if i.kind == kind):
             records = fold_records(info)
+            folds_warned = [(r.fold, _health_warning(r)) for r in records if _health_warning(r)]
+            warnings += [f"WARNING run {info.run} fold {fold}: {text}" for fold, text in folds_warned]
             stats = aggregate(records)
             done = sum(r.status == "done" for r in records)
             bad = sorted({r.status for r in records if r.status != "done"})
@@ -461,9 +472,10 @@ def console_table(infos: Iterable[RunInfo]) -> str:
 
             rows.append([info.run, info.model_name, "yes" if info.quat else "no",
                          _fmt_params(stats["params"]["mean"]) if "params" in stats else "-",
-                         *[get(key, k) for _, key, k in metric_cols], get("epochs", "int"),
-                         get("seconds", "seconds"), status])
-        blocks.append(f"{KIND_TITLES[kind]} runs\n{_align(rows)}")
+                         *[get(key, k) for _, key, k in metric_cols],
+                         *(["WARN" if folds_warned else ("ok" if done else "-")] if health_col else []),
+                         get("epochs", "int"), get("seconds", "seconds"), status])
+        blocks.append("\n".join([f"{KIND_TITLES[kind]} runs", _align(rows), *warnings]))
     return "\n\n".join(blocks) if blocks else "(no runs)"
 
 
