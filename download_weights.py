@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rhemo.engine.weights import DEFAULT_PATH, FILE_NAME, WeightsError, download_pretrained, verify_weights
+from rhemo.train.weights import DEFAULT_PATH, FILE_NAME, WeightsError, download_pretrained, verify_weights
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,7 @@ Usage:
     python3 predict.py recordings/ --model results/2_SER_quaternion_rhemo/1 --output preds.csv --per-window
 
 Every file is resampled to the model's rate, mixed to mono, cut into 4-s windows and classified; the
-utterance label is the argmax of the mean window probabilities. See rhemo/engine/inference.py.
+utterance label is the argmax of the mean window probabilities. See rhemo/inference.py.
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     # Imported after parsing so that --help is instant and does not need torch.
     from tqdm import tqdm
 
-    from rhemo.engine.checkpoint import CheckpointError
-    from rhemo.engine.device import select_device
-    from rhemo.engine.inference import PredictorError, find_audio_files, load_predictor, write_predictions_csv
+    from rhemo.train.checkpoint import CheckpointError
+    from rhemo.train.runtime import select_device
+    from rhemo.inference import PredictorError, find_audio_files, load_predictor, write_predictions_csv
 
     try:
         device = "cpu" if args.gpu_id is None else select_device(True, args.gpu_id, verbose=False)

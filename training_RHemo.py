@@ -26,11 +26,13 @@ import sys
 
 from models.registry import count_parameters, create_model
 from rhemo.data.store import SegmentStore
-from rhemo.engine import config, data, device, health, loop, plots, provenance
-from rhemo.engine.diagnostics import rhemo_diagnostics
-from rhemo.engine.environment import write_environment
-from rhemo.engine.tensorboard_log import log_figures
-from rhemo.engine.weights import load_rhemo
+from rhemo.train import config, loaders as data, runtime as device, health, loop, plots, provenance
+from rhemo.train.diagnostics import rhemo_diagnostics
+from rhemo.train.environment import write_environment
+from rhemo.train.tensorboard_log import log_figures
+from rhemo.train.weights import load_rhemo
+from rhemo.data.normalisation import compute_normalisation, pad_start
+from rhemo.data.selection import select_rows
 
 MODEL_NAME = "simple_autoencoder_2_vad"
 AUTHORS_CLASSES = 5  # the authors' discrete head: neu, ang, hap, sad, other
@@ -76,9 +78,9 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
 
     # data: label view + split of the store, normalised by the training split's maximum
     store = SegmentStore(cfg["store_path"])
-    selection = data.select_rows(store, cfg)
-    norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
-                                      frames=data.pad_start(store.feature_settings),
+    selection = select_rows(store, cfg)
+    norm = compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
+                                      frames=pad_start(store.feature_settings),
                                       transform=cfg["input_transform"])
     datasets = data.make_datasets(store.predictors, selection, norm)
     origin = provenance.rhemo_provenance(cfg, store, cfg["load_pretrained"])

@@ -5,7 +5,7 @@ real baselines (model_quat false, use_r2he false) read the (1, 512, 128) spectro
 from r2he_model_path and kept frozen in eval mode (the authors left it in train mode: r2he_bn_mode batch); its
 embeddings are then computed once and cached next to the store (cache_embeddings). finetune_r2he trains its
 encoder end to end with the network instead. Before training, the run checks that none of its test utterances
-was in the training split of a labelled stage of that RH-emo (rhemo.engine.provenance).
+was in the training split of a labelled stage of that RH-emo (rhemo.train.provenance).
 
 Metrics per split: loss, WA (accuracy), UA (mean per-class recall), macro F1 and the confusion matrix, at
 segment level (the paper's) and at utterance level (utt_*, segment logits averaged per utterance).
@@ -31,11 +31,13 @@ import sys
 
 from models.registry import count_parameters, create_model, final_layer_prefix
 from rhemo.data.store import SegmentStore
-from rhemo.engine import config, data, device, embeddings, health, loop, plots, provenance
-from rhemo.engine.environment import write_environment
-from rhemo.engine.predictions import write_predictions
-from rhemo.engine.tensorboard_log import log_figures
-from rhemo.engine.checkpoint import load_checkpoint, plain_state_dict
+from rhemo.train import config, loaders as data, runtime as device, embeddings, health, loop, plots, provenance
+from rhemo.train.environment import write_environment
+from rhemo.train.predictions import write_predictions
+from rhemo.train.tensorboard_log import log_figures
+from rhemo.train.checkpoint import load_checkpoint, plain_state_dict
+from rhemo.data.normalisation import compute_normalisation, pad_start
+from rhemo.data.selection import select_rows
 
 
 def network_kwargs(cfg: dict, num_classes: int) -> dict:
@@ -102,9 +104,9 @@ def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
 
     # data: label view + split of the store, normalisation from the training split
     store = SegmentStore(cfg["store_path"])
-    selection = data.select_rows(store, cfg)
-    norm = data.compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
-                                      frames=data.pad_start(store.feature_settings),
+    selection = select_rows(store, cfg)
+    norm = compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
+                                      frames=pad_start(store.feature_settings),
                                       transform=cfg["input_transform"])
     task = loop.SERTask(len(selection.label_names), cfg["save_model_metric"], selection.label_names)
     rhemo_check = check_rhemo_leakage(cfg, store, selection, runtime)

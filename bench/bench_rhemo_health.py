@@ -34,7 +34,9 @@ sys.path.insert(0, str(REPO))
 
 from models.registry import create_model  # noqa: E402
 from rhemo.data.store import SegmentStore  # noqa: E402
-from rhemo.engine import config, data, device, health, loop  # noqa: E402
+from rhemo.train import config, health, loop, loaders as data, runtime as device  # noqa: E402
+from rhemo.data.normalisation import Normalisation, compute_normalisation
+from rhemo.data.selection import select_rows
 
 CORPORA = {"demo-iemocap": ("iemocap", 0), "emodb-seed7": ("emodb", 7)}
 VARIANTS = {
@@ -67,15 +69,15 @@ def build_store(workdir: Path, name: str, utterances: int) -> Path:
     return store
 
 
-class Clipped(data.Normalisation):
+class Clipped(Normalisation):
     """Bench-only normalisation: divide by a percentile of the training data and clip at 1."""
 
     def apply(self, x):
         return np.minimum(x / self.max, 1.0) if isinstance(x, np.ndarray) else (x / self.max).clamp(max=1.0)
 
 
-def normalisation_for(store: SegmentStore, rows: np.ndarray, variant: dict) -> data.Normalisation:
-    norm = data.compute_normalisation(store.predictors, rows, "max", transform=variant.get("input_transform", "none"))
+def normalisation_for(store: SegmentStore, rows: np.ndarray, variant: dict) -> Normalisation:
+    norm = compute_normalisation(store.predictors, rows, "max", transform=variant.get("input_transform", "none"))
     if "percentile" in variant:
         sample = np.asarray(store.predictors[np.sort(rows)], dtype=np.float64)
         return Clipped("max", float(np.percentile(sample, variant["percentile"])), norm.mean, norm.std)
@@ -91,7 +93,7 @@ def run(store_path: Path, seed: int, variant: dict, epochs: int) -> list[dict]:
     device.seed_everything(seed)
     runtime = device.Runtime(torch.device("cpu"))
     store = SegmentStore(store_path)
-    selection = data.select_rows(store, cfg)
+    selection = select_rows(store, cfg)
     norm = normalisation_for(store, selection.rows["train"], variant)
     sets = data.make_datasets(store.predictors, selection, norm)
     train_loader = data.make_train_loader(sets["train"], cfg["batch_size"], seed, runtime)

@@ -39,6 +39,8 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from rhemo.data.normalisation import compute_normalisation
+from rhemo.data.selection import select_rows
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -96,12 +98,12 @@ def _engine_setup(spec: dict, cfg: dict):
 
     from models.registry import create_model
     from rhemo.data.store import SegmentStore
-    from rhemo.engine import data, device, embeddings, loop
+    from rhemo.train import loaders as data, runtime as device, embeddings, loop
 
     runtime = device.Runtime(torch.device("cpu"))
     store = SegmentStore(cfg["store_path"])
-    selection = data.select_rows(store, cfg)
-    norm = data.compute_normalisation(store.predictors, selection.rows["train"], "max")
+    selection = select_rows(store, cfg)
+    norm = compute_normalisation(store.predictors, selection.rows["train"], "max")
     array, ds_norm, frontend = store.predictors, norm, None
     if spec["script"] == "rhemo":
         net = create_model("simple_autoencoder_2_vad", hidden_size=cfg["model_hidden_size"])
@@ -130,7 +132,7 @@ def measure_engine(spec: dict) -> dict:
     import torch
 
     from models.registry import count_parameters
-    from rhemo.engine import config, device, loop
+    from rhemo.train import config, runtime as device, loop
 
     off = spec["variant"] == "off"
     loop.SPEEDUPS.skip_idle_heads = loop.SPEEDUPS.fast_adam = not off
@@ -171,7 +173,7 @@ def measure_engine(spec: dict) -> dict:
 def _step_time(run_pass, model, task, loader, steps: int, cfg: dict) -> float:
     import torch
 
-    from rhemo.engine import loop
+    from rhemo.train import loop
 
     optimizer = loop.make_optimizer([p for p in model.parameters() if p.requires_grad], cfg["learning_rate"],
                                     cfg["regularization_lambda"])
@@ -194,13 +196,13 @@ def measure_authors(spec: dict) -> dict:
 
     from models.registry import count_parameters, create_model
     from rhemo.data.store import SegmentStore
-    from rhemo.engine import config, data, device
+    from rhemo.train import config, runtime as device
 
     params = {"store_path": spec["store"], **spec["overrides"]}
     cfg = config.validate(params, script="rhemo", source="bench")
     device.seed_everything(cfg["seed"])
     store = SegmentStore(cfg["store_path"])
-    selection = data.select_rows(store, cfg)
+    selection = select_rows(store, cfg)
     predictors = np.asarray(store.predictors)
     peak = float(predictors[selection.rows["train"]].max())
 

@@ -1,6 +1,12 @@
 """Model registry: build a network from its name and keyword arguments (e.g. from a config or a checkpoint).
 
->>> from models.registry import create_model, input_shape, final_layer_prefix, count_parameters
+Each entry carries the model's metadata (as timm's ``default_cfgs``): its role (``rhemo``, the autoencoder;
+``ser``, a classifier), the name of its final classification Linear and its input shapes. Every other module
+takes model names and roles from here.
+
+>>> from models.registry import create_model, input_shape, final_layer_prefix, count_parameters, names
+>>> names('ser'), names('rhemo') == (RHEMO_MODEL,)
+(('AlexNet', 'VGGNet', 'resnet50'), True)
 >>> net = create_model('AlexNet', quat=True, num_classes=4, hidden_size=64)
 >>> input_shape('AlexNet', quat=True), final_layer_prefix('AlexNet')
 ((4, 64, 64), 'classifier.6')
@@ -10,6 +16,7 @@ True
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Tuple
 
 from torch import nn
@@ -20,25 +27,46 @@ from .autoencoder import LATENT_SHAPE, simple_autoencoder_2_vad
 from .resnet import resnet50
 from .vgg import VGGNet
 
-__all__ = ["MODELS", "create_model", "list_models", "accepted_kwargs", "input_shape", "final_layer_prefix",
+__all__ = ["MODELS", "ModelSpec", "SPECS", "RHEMO_MODEL", "ROLES", "names", "create_model", "list_models", "accepted_kwargs", "input_shape", "final_layer_prefix",
            "count_parameters"]
 
-#: name → constructor. Names are the authors' (they appear in configs and checkpoints).
-MODELS: Dict[str, Callable[..., nn.Module]] = {
-    "simple_autoencoder_2_vad": simple_autoencoder_2_vad,
-    "AlexNet": AlexNet,
-    "VGGNet": VGGNet,
-    "resnet50": resnet50,
-}
+ROLES = ("rhemo", "ser")
 
-# Name of the module holding each network's last (real) classification Linear; its parameters are
-# "<prefix>.weight" and "<prefix>.bias".
-_FINAL_LAYER = {
-    "simple_autoencoder_2_vad": "classifier_discrete.6",
-    "AlexNet": "classifier.6",
-    "VGGNet": "classifier.6",
-    "resnet50": "fc",
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered network: constructor, role, final classification Linear, input shape (real, quaternion).
+
+    ``final_layer`` is the module name of the last (real) classification Linear; its parameters are
+    ``<final_layer>.weight`` and ``<final_layer>.bias``. RH-emo always reads the spectrogram (``quat`` only
+    switches its decoder); the SER nets read the RH-emo embedding when quaternion, the spectrogram when real.
+    """
+    constructor: Callable[..., nn.Module]
+    role: str
+    final_layer: str
+    real_input: Tuple[int, int, int] = tuple(RHEMO_INPUT_SHAPE)
+    quat_input: Tuple[int, int, int] = tuple(LATENT_SHAPE)
+
+
+#: name → spec. Names are the authors' (they appear in configs and checkpoints).
+SPECS: Dict[str, ModelSpec] = {
+    "simple_autoencoder_2_vad": ModelSpec(simple_autoencoder_2_vad, "rhemo", "classifier_discrete.6",
+                                          quat_input=tuple(RHEMO_INPUT_SHAPE)),
+    "AlexNet": ModelSpec(AlexNet, "ser", "classifier.6"),
+    "VGGNet": ModelSpec(VGGNet, "ser", "classifier.6"),
+    "resnet50": ModelSpec(resnet50, "ser", "fc"),
 }
+#: name → constructor
+MODELS: Dict[str, Callable[..., nn.Module]] = {name: spec.constructor for name, spec in SPECS.items()}
+#: the RH-emo autoencoder's registry name
+RHEMO_MODEL = next(name for name, spec in SPECS.items() if spec.role == "rhemo")
+
+
+def names(role: str) -> Tuple[str, ...]:
+    """Registered names of one role ('rhemo' or 'ser'), in registration order."""
+    if role not in ROLES:
+        raise ValueError(f"unknown model role {role!r}; roles: {ROLES}")
+    return tuple(name for name, spec in SPECS.items() if spec.role == role)
 
 
 def _check_name(name: str) -> str:
@@ -77,16 +105,14 @@ def input_shape(name: str, quat: bool) -> Tuple[int, int, int]:
     RH-emo always reads the spectrogram (1, 512, 128) (``quat`` only switches its decoder); the SER nets read
     the RH-emo embedding (4, 64, 64) when quaternion and the spectrogram (1, 512, 128) when real.
     """
-    _check_name(name)
-    if name == "simple_autoencoder_2_vad" or not quat:
-        return tuple(RHEMO_INPUT_SHAPE)
-    return tuple(LATENT_SHAPE)
+    spec = SPECS[_check_name(name)]
+    return spec.quat_input if quat else spec.real_input
 
 
 def final_layer_prefix(name: str) -> str:
     """Module name of the final classification Linear ('classifier.6' for AlexNet/VGG, 'fc' for resnet50,
     'classifier_discrete.6' for RH-emo's discrete head)."""
-    return _FINAL_LAYER[_check_name(name)]
+    return SPECS[_check_name(name)].final_layer
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

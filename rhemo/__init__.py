@@ -1,3 +1,3 @@
-"""Support package for the RH-emo reproduction: corpus data (``rhemo.data``) and the training engine (``rhemo.engine``)."""
+"""Support package for the RH-emo reproduction: corpus data (``rhemo.data``), the training core (``rhemo.train``), experiment orchestration (``rhemo.experiments``) and inference (``rhemo.inference``)."""
 
 __version__ = "0.1.0"

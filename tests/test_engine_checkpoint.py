@@ -1,4 +1,4 @@
-"""Tests of rhemo.engine.checkpoint: atomic saves, weights-only loading, clear errors, hashing, state_dict forms."""
+"""Tests of rhemo.train.checkpoint: atomic saves, weights-only loading, clear errors, hashing, state_dict forms."""
 import collections
 import fractions
 import hashlib
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import rhemo.engine.checkpoint as ckpt
-from rhemo.engine.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, file_sha256, load_checkpoint,
+import rhemo.train.checkpoint as ckpt
+from rhemo.train.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, file_sha256, load_checkpoint,
                                      plain_state_dict, save_checkpoint)
 
 

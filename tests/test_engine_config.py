@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from rhemo.engine import config
+from rhemo.train import config
 
 
 def test_defaults_follow_the_paper_per_script():

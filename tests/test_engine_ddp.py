@@ -1,6 +1,6 @@
 """Multi-process training for real: ``torchrun --nproc_per_node=2`` with the gloo backend on CPU.
 
-Equivalence (see rhemo/engine/data.py): with W processes and global batch B, the ranks' k-th batches are the W
+Equivalence (see rhemo/train/loaders.py): with W processes and global batch B, the ranks' k-th batches are the W
 parts of the single process's k-th batch P[kB:(k+1)B], the last partial batch included (no row repeated; a
 rank with no row in it steps on a weight-0 padding row), and each rank's mean loss is scaled by its share of
 the global batch, so DistributedDataParallel's average is the gradient of the mean loss over the global
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from rhemo.engine import checkpoint as ckpt
-from rhemo.engine import data
+from rhemo.train import checkpoint as ckpt
+from rhemo.train import loaders as data
 
 from engine_helpers import (FOUR, REPO, make_rhemo_weights, make_store, read_metrics,  # noqa: E402
                                   rhemo_config, run_script, ser_config)
@@ -124,7 +124,7 @@ def test_sync_batchnorm_converts_torch_batchnorm_only_and_needs_cuda():
     from torch import nn
 
     from quaternion_layers import QuaternionBatchNorm2d
-    from rhemo.engine import device, loop
+    from rhemo.train import runtime as device, loop
 
     net = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), QuaternionBatchNorm2d(4))
     assert loop.place_model(net, device.Runtime(torch.device("cpu")), sync_batchnorm=True) is net  # 1 process

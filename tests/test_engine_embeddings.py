@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from rhemo.data.store import SegmentStore
-from rhemo.engine import checkpoint as ckpt
-from rhemo.engine import data, embeddings
+from rhemo.train import checkpoint as ckpt
+from rhemo.train import loaders as data, embeddings
 
 from engine_helpers import (FOUR, make_rhemo_weights, make_store, read_metrics, run_script,  # noqa: E402
                                   ser_config)
+from rhemo.data.normalisation import Normalisation, compute_normalisation
 
 CPU = torch.device("cpu")
 
@@ -50,7 +51,7 @@ def test_embedding_cache_is_created_once_reused_and_matches_on_the_fly(store_and
     store_path, weights = store_and_weights
     store = SegmentStore(store_path)
     rhemo, _ = embeddings.load_frontend(weights, CPU)
-    norm = data.compute_normalisation(store.predictors, np.arange(6), "max")
+    norm = compute_normalisation(store.predictors, np.arange(6), "max")
     calls = []
     real_compute = embeddings.compute_embeddings
     monkeypatch.setattr(embeddings, "compute_embeddings", lambda *a, **k: (calls.append(1), real_compute(*a, **k)))
@@ -74,7 +75,7 @@ def test_embedding_cache_is_created_once_reused_and_matches_on_the_fly(store_and
 
     # the key follows the weights and the normalisation
     key = embeddings.encoder_key(rhemo, norm, store)
-    other_norm = data.Normalisation("max", norm.max * 2, norm.mean, norm.std)
+    other_norm = Normalisation("max", norm.max * 2, norm.mean, norm.std)
     assert embeddings.encoder_key(rhemo, other_norm, store) != key
     with torch.no_grad():
         rhemo.conv1.weight[0, 0, 0, 0] += 1e-3
@@ -88,7 +89,7 @@ def test_a_corrupt_cache_file_is_recomputed(store_and_weights):
     store_path, weights = store_and_weights
     store = SegmentStore(store_path)
     rhemo, _ = embeddings.load_frontend(weights, CPU)
-    norm = data.compute_normalisation(store.predictors, np.arange(6), "max")
+    norm = compute_normalisation(store.predictors, np.arange(6), "max")
     path = store_path / "embeddings" / f"{embeddings.encoder_key(rhemo, norm, store)}.npy"
     path.parent.mkdir()
     np.save(path, np.zeros((2, 4, 64, 64), np.float32))  # wrong row count

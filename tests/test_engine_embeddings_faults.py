@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from rhemo.data.store import SegmentStore
-from rhemo.engine import data, embeddings
+from rhemo.train import embeddings
 
 from engine_helpers import FOUR, make_rhemo_weights, make_store, read_metrics, run_script, ser_config
+from rhemo.data.normalisation import compute_normalisation
 
 CPU = torch.device("cpu")
 
@@ -55,7 +56,7 @@ def test_read_only_store_computes_in_memory_and_says_so(read_only_store, capsys)
     store_path, weights = read_only_store
     store = SegmentStore(store_path)
     rhemo, _ = embeddings.load_frontend(weights, CPU)
-    norm = data.compute_normalisation(store.predictors, np.arange(6), "max")
+    norm = compute_normalisation(store.predictors, np.arange(6), "max")
     got = embeddings.cached_embeddings(store, rhemo, norm, CPU, progress=False)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and f"cannot write {store_path / 'embeddings'} (Read-only file system)" in lines[0]
@@ -68,7 +69,7 @@ def test_read_only_store_with_an_embeddings_cache_folder(read_only_store, tmp_pa
     store_path, weights = read_only_store
     store = SegmentStore(store_path)
     rhemo, _ = embeddings.load_frontend(weights, CPU)
-    norm = data.compute_normalisation(store.predictors, np.arange(6), "max")
+    norm = compute_normalisation(store.predictors, np.arange(6), "max")
     got = embeddings.cached_embeddings(store, rhemo, norm, CPU, progress=False, cache_dir=tmp_path / "cache")
     assert capsys.readouterr().out == ""
     assert isinstance(got, np.memmap) and [p.name for p in (tmp_path / "cache").iterdir()] == \

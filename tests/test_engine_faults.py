@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rhemo.engine import checkpoint as ckpt
-from rhemo.engine import config, loop
+from rhemo.train import checkpoint as ckpt
+from rhemo.train import config, loop
 
 from engine_helpers import FOUR, load_script, make_store, read_metrics, rhemo_config, ser_config  # noqa: E402
 
@@ -171,7 +171,7 @@ def test_nan_learning_rate_on_the_command_line_exits_2(tmp_path, capsys):
 
 
 def test_launcher_dry_run_catches_them(tmp_path, capsys):
-    from rhemo.engine import launcher
+    from rhemo.experiments import launcher
 
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "1_x.txt").write_text(json.dumps(

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from models import simple_autoencoder_2_vad
-from rhemo.engine import data, health
-from rhemo.engine.config import ConfigError
-from rhemo.engine.inference import PredictorError, _check_normalisation
+from rhemo.train import health
+from rhemo.train.config import ConfigError
+from rhemo.inference import PredictorError, _check_normalisation
 
 from engine_helpers import (FOUR, make_rhemo_weights, make_store, read_metrics, rhemo_config, run_script,
                             ser_config)
+from rhemo.data.normalisation import Normalisation, compute_normalisation
 
 
 def _batches(n: int = 6, seed: int = 0):
@@ -184,15 +185,15 @@ def test_log1p_transform_values_record_and_inference_check(tmp_path):
     rng = np.random.default_rng(0)
     array = (rng.random((3, 4, 5)) * 1e-3).astype(np.float32)
     rows = np.array([0, 2])
-    norm = data.compute_normalisation(array, rows, "max", chunk_rows=1, transform="log1p")
+    norm = compute_normalisation(array, rows, "max", chunk_rows=1, transform="log1p")
     raw_mean = float(np.asarray(array[rows], np.float64).mean())
     assert norm.transform_scale == pytest.approx(raw_mean, rel=1e-9)
     assert norm.max == pytest.approx(float(np.log1p(array[rows] / raw_mean).max()), rel=1e-6)
     np.testing.assert_allclose(norm.apply(array[1]), np.log1p(array[1] / raw_mean) / norm.max, rtol=1e-5)
     np.testing.assert_allclose(norm.apply(torch.from_numpy(array[1])).numpy(), norm.apply(array[1]), rtol=1e-5)
-    assert data.Normalisation.from_dict(norm.to_dict()) == norm
+    assert Normalisation.from_dict(norm.to_dict()) == norm
     old = {"kind": "max", "max": 2.0, "mean": 1.0, "std": 1.0}  # a record from before input transforms
-    assert data.Normalisation.from_dict(old).transform == "none"
+    assert Normalisation.from_dict(old).transform == "none"
     assert _check_normalisation(tmp_path, norm.to_dict()) == norm
     with pytest.raises(PredictorError, match="input transform must be one of"):
         _check_normalisation(tmp_path, {**norm.to_dict(), "transform": "sqrt"})

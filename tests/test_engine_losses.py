@@ -1,11 +1,11 @@
-"""Tests of rhemo.engine.losses against hand computations (math on Python floats, not the same torch calls)."""
+"""Tests of rhemo.train.losses against hand computations (math on Python floats, not the same torch calls)."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from rhemo.engine.losses import emotion_weights, rhemo_loss, ser_loss
+from rhemo.train.losses import emotion_weights, rhemo_loss, ser_loss
 
 NAN = float("nan")
 

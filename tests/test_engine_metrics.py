@@ -1,11 +1,11 @@
-"""Tests of rhemo.engine.metrics against confusion matrices and scores worked out by hand."""
+"""Tests of rhemo.train.metrics against confusion matrices and scores worked out by hand."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from rhemo.engine.metrics import binary_accuracy, classification_report, mean_std, rhemo_metrics, utterance_logits
+from rhemo.train.metrics import binary_accuracy, classification_report, mean_std, rhemo_metrics, utterance_logits
 
 NAN = float("nan")
 

@@ -13,9 +13,10 @@ from torch import nn
 
 from models.registry import create_model
 from rhemo.data.store import SegmentStore
-from rhemo.engine import checkpoint as ckpt
-from rhemo.engine import data, device, loop
+from rhemo.train import checkpoint as ckpt
+from rhemo.train import loaders as data, runtime as device, loop
 from tests.engine_helpers import FOUR, make_store, read_metrics, run_script, ser_config
+from rhemo.data.normalisation import compute_normalisation
 
 CPU = device.Runtime(torch.device("cpu"))
 
@@ -24,7 +25,7 @@ CPU = device.Runtime(torch.device("cpu"))
 def rhemo_loader(tmp_path_factory):
     store = SegmentStore(make_store(tmp_path_factory.mktemp("store"), FOUR * 2))
     rows = np.arange(len(store))
-    norm = data.compute_normalisation(store.predictors, rows, "max")
+    norm = compute_normalisation(store.predictors, rows, "max")
     vad = (rows[:, None] % 2 == np.arange(3)[None] % 2).astype(np.float32)
     dataset = data.SegmentDataset(store.predictors, rows, rows % 4, vad, normalisation=norm)
     return data.make_train_loader(dataset, 2, seed=0, runtime=CPU)
@@ -147,7 +148,7 @@ def test_fused_adam_follows_the_plain_optimiser():
 def test_evaluation_batch_size_does_not_change_the_metrics(tmp_path):
     store = SegmentStore(make_store(tmp_path / "store", FOUR * 2, segments_per_utterance=2))
     rows = np.arange(len(store))
-    norm = data.compute_normalisation(store.predictors, rows, "max")
+    norm = compute_normalisation(store.predictors, rows, "max")
     dataset = data.SegmentDataset(store.predictors, rows, rows % 4, normalisation=norm)
     torch.manual_seed(0)
     net = create_model("AlexNet", quat=False, num_classes=4, in_channels=1, hidden_size=16)
@@ -248,7 +249,7 @@ def test_a_training_step_places_every_tensor_on_the_run_device(name, quat, lean)
 def test_a_loader_batch_is_one_read_equal_to_the_rows_normalised(tmp_path):
     store = SegmentStore(make_store(tmp_path / "store", FOUR * 2))
     rows = np.array([6, 1, 3, 0, 7, 2])
-    norm = data.compute_normalisation(store.predictors, rows, "max")
+    norm = compute_normalisation(store.predictors, rows, "max")
     vad = np.arange(18, dtype=np.float32).reshape(6, 3)
     dataset = data.SegmentDataset(store.predictors, rows, np.arange(6) % 4, vad, np.arange(6) + 10, norm)
     batch = next(iter(data.make_eval_loader(dataset, 4, CPU)))

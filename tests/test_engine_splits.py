@@ -1,8 +1,8 @@
-"""Tests of rhemo.engine.splits: sizes, disjointness, utterance integrity, seeding, folds, speaker independence."""
+"""Tests of rhemo.data.splits: sizes, disjointness, utterance integrity, seeding, folds, speaker independence."""
 import numpy as np
 import pytest
 
-from rhemo.engine.splits import Split, make_split, random_split, reduce_train, speaker_split
+from rhemo.data.splits import Split, make_split, random_split, reduce_train, speaker_split
 
 
 def segment_rows(n_utt, seed=0, prefix="utt"):

@@ -11,11 +11,14 @@ import pytest
 import torch
 
 from rhemo.data.store import SegmentStore
-from rhemo.engine import checkpoint as ckpt
-from rhemo.engine import data, device, loop
+from rhemo.train import checkpoint as ckpt
+from rhemo.train import loaders as data, runtime as device, loop
 
 from engine_helpers import (FOUR, REPO, F, T, make_rhemo_weights, make_store, read_metrics, rhemo_config,
                             run_script, ser_config)
+from rhemo.errors import DataError
+from rhemo.data.normalisation import compute_normalisation
+from rhemo.data.selection import select_rows
 
 
 def test_normalisation_matches_numpy_on_the_training_rows(tmp_path):
@@ -23,30 +26,30 @@ def test_normalisation_matches_numpy_on_the_training_rows(tmp_path):
     rows = np.array([0, 3, 4, 9])
     chosen = np.asarray(store.predictors[rows], dtype=np.float64)
     for kind in ("max", "zscore"):
-        norm = data.compute_normalisation(store.predictors, rows, kind, chunk_rows=3)  # uneven chunks
+        norm = compute_normalisation(store.predictors, rows, kind, chunk_rows=3)  # uneven chunks
         assert norm.max == pytest.approx(chosen.max(), rel=1e-12)
         assert norm.mean == pytest.approx(chosen.mean(), rel=1e-9)
         assert norm.std == pytest.approx(chosen.std(), rel=1e-9)
-    norm = data.compute_normalisation(store.predictors, rows, "zscore")
+    norm = compute_normalisation(store.predictors, rows, "zscore")
     ds = data.SegmentDataset(store.predictors, rows, np.zeros(4, dtype=np.int64), normalisation=norm)
     expected = (np.asarray(store.predictors[rows[2]]) - chosen.mean()) / chosen.std()
     np.testing.assert_allclose(ds[2]["x"][0].numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_normalisation_input_is_reported(tmp_path):
-    with pytest.raises(data.DataError, match="empty"):
-        data.compute_normalisation(np.zeros((2, 3, 3), np.float32), np.array([], dtype=np.int64), "max")
-    with pytest.raises(data.DataError, match="maximum"):
-        data.compute_normalisation(np.zeros((2, 3, 3), np.float32), np.array([0]), "max")
-    with pytest.raises(data.DataError, match="std 0"):
-        data.compute_normalisation(np.ones((2, 3, 3), np.float32), np.array([0, 1]), "zscore")
+    with pytest.raises(DataError, match="empty"):
+        compute_normalisation(np.zeros((2, 3, 3), np.float32), np.array([], dtype=np.int64), "max")
+    with pytest.raises(DataError, match="maximum"):
+        compute_normalisation(np.zeros((2, 3, 3), np.float32), np.array([0]), "max")
+    with pytest.raises(DataError, match="std 0"):
+        compute_normalisation(np.ones((2, 3, 3), np.float32), np.array([0, 1]), "zscore")
 
 
 def test_selection_keeps_utterances_whole_and_uses_the_view(tmp_path):
     store = SegmentStore(make_store(tmp_path / "s", FOUR * 4 + ["fru", "exc"], segments_per_utterance=2))
     cfg = ser_config(tmp_path / "s", tmp_path / "o", split_fractions=[0.5, 0.25, 0.25], protocol="random",
                      fold=0, num_folds=1, train_fraction=1.0)
-    selection = data.select_rows(store, cfg)
+    selection = select_rows(store, cfg)
     assert selection.label_names == FOUR
     all_rows = np.concatenate([selection.rows[s] for s in ("train", "val", "test")])
     assert sorted(all_rows.tolist()) == list(range(32))  # the fru/exc utterances (rows 32-35) are left out
@@ -99,13 +102,13 @@ def test_train_loader_batches_partition_a_seeded_permutation(tmp_path):
     split = [[b["target"].tolist() for b in r] for r in ranks]
     for k, batch in enumerate(single):
         assert sorted(split[0][k] + split[1][k]) == sorted(batch)
-    with pytest.raises(data.DataError, match="divisible"):
+    with pytest.raises(DataError, match="divisible"):
         data.make_train_loader(ds, 5, seed=5, runtime=device.Runtime(torch.device("cpu"), 0, 2))
 
 
 def test_eval_loader_needs_a_row_per_process():
     ds = data.SegmentDataset(np.zeros((1, 2, 2), np.float32), np.array([0]), np.array([0]))
-    with pytest.raises(data.DataError, match="fewer than the 2 processes"):
+    with pytest.raises(DataError, match="fewer than the 2 processes"):
         data.make_eval_loader(ds, 4, device.Runtime(torch.device("cpu"), 0, 2))
 
 

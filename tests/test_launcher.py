@@ -1,4 +1,4 @@
-"""Tests of the experiment launcher (rhemo.engine.launcher / exp_instance.py) with tiny fake training scripts.
+"""Tests of the experiment launcher (rhemo.experiments.launcher / exp_instance.py) with tiny fake training scripts.
 
 The fake scripts stand in for training_SER.py / training_RHemo.py: they read ``--config``, log the fold they
 were asked to run, and write a ``metrics.json`` per the run-folder contract. ``comment_1`` (a real schema key)
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from rhemo.engine import launcher
-from rhemo.engine.config import ConfigError
-from rhemo.engine.launcher import LaunchOptions, LauncherError
+from rhemo.experiments import launcher
+from rhemo.train.config import ConfigError
+from rhemo.experiments.launcher import LaunchOptions, LauncherError
 
 FAKE_SCRIPT = r'''
 import json, os, signal, sys, time

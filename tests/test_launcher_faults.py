@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rhemo.engine import launcher
-from rhemo.engine.launcher import LaunchOptions
+from rhemo.experiments import launcher
+from rhemo.experiments.launcher import LaunchOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,7 +133,7 @@ def test_a_training_process_exits_when_the_launcher_pid_is_gone(tmp_path):
     # the fallback for what the parent-death signal does not reach (torchrun's workers, non-Linux systems):
     # a "launcher" starts a plain child (no PR_SET_PDEATHSIG) that only watches RHEMO_LAUNCHER_PID
     pid_file = tmp_path / "worker.pid"
-    worker = ("import os, time; from rhemo.engine import device; device.exit_with_launcher(interval=0.1); "
+    worker = ("import os, time; from rhemo.train import runtime; runtime.exit_with_launcher(interval=0.1); "
               f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)")
     fake_launcher = ("import os, subprocess, sys, time; "
                      f"subprocess.Popen([sys.executable, '-c', {worker!r}], "

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rhemo.engine import launcher, paper_table
-from rhemo.engine.config import ConfigError
-from rhemo.engine.launcher import LaunchOptions
+from rhemo.experiments import launcher, paper_table
+from rhemo.train.config import ConfigError
+from rhemo.experiments.launcher import LaunchOptions
 
 REPO = Path(__file__).resolve().parents[1]
 

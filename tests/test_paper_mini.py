@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rhemo.engine import launcher, paper_table
-from rhemo.engine.checkpoint import load_checkpoint
+from rhemo.experiments import launcher, paper_table
+from rhemo.train.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"num_epochs": 1, "model_hidden_size": 16, "batch_size": 10}

@@ -1,4 +1,4 @@
-"""The paper table (rhemo.engine.paper_table) on hand-written run folders: mean ± std over seeds and folds,
+"""The paper table (rhemo.experiments.paper_table) on hand-written run folders: mean ± std over seeds and folds,
 missing cells left empty, published values and deltas, the Wilcoxon test against its exact value, and clear
 errors for bad data files."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rhemo.engine import paper_table
+from rhemo.experiments import paper_table
 
 NETWORKS = paper_table.NETWORKS
 

@@ -1,4 +1,4 @@
-"""Tests of predict.py and rhemo.engine.inference on audio files the models never saw.
+"""Tests of predict.py and rhemo.inference on audio files the models never saw.
 
 Tiny checkpoints are built here following the checkpoint contract (a real AlexNet on spectrograms, a
 quaternion AlexNet on RH-emo embeddings, an RH-emo model with V/A/D heads, a two-fold run folder). The truth
@@ -27,8 +27,8 @@ import rhemo  # noqa: E402
 from models import create_model  # noqa: E402
 from predict import main as predict_main  # noqa: E402
 from rhemo.data.features import FeatureSettings, audio_to_segments  # noqa: E402
-from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, save_checkpoint  # noqa: E402
-from rhemo.engine.inference import (FilePrediction, PredictorError, find_audio_files, load_predictor,  # noqa: E402
+from rhemo.train.checkpoint import CHECKPOINT_FORMAT, save_checkpoint  # noqa: E402
+from rhemo.inference import (FilePrediction, PredictorError, find_audio_files, load_predictor,  # noqa: E402
                                     resolve_checkpoints, window_starts)
 
 SR = 16000

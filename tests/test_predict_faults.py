@@ -20,9 +20,9 @@ if str(ROOT) not in sys.path:  # predict.py is a top-level script
 
 from models import create_model  # noqa: E402
 from predict import main as predict_main  # noqa: E402
-from rhemo.engine import inference  # noqa: E402
-from rhemo.engine.checkpoint import save_checkpoint  # noqa: E402
-from rhemo.engine.inference import Predictor, load_predictor  # noqa: E402
+from rhemo import inference  # noqa: E402
+from rhemo.train.checkpoint import save_checkpoint  # noqa: E402
+from rhemo.inference import Predictor, load_predictor  # noqa: E402
 from test_data_faults import no_hang  # noqa: E402
 from test_predict import REAL_LABELS, SR, payload, speech_like  # noqa: E402
 

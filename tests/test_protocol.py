@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from rhemo.data.features import FeatureSettings
-from rhemo.engine import data, loop, losses
-from rhemo.engine.embeddings import RHemoEncoder
-from rhemo.engine.protocol import authors_should_stop, batch_mean_accuracy, chunk_bounds
+from rhemo.train import loop, losses
+from rhemo.train.embeddings import RHemoEncoder
+from rhemo.train.protocol import authors_should_stop, batch_mean_accuracy, chunk_bounds
+from rhemo.data.normalisation import Normalisation, compute_normalisation, pad_start
 
 
 def stop_epoch(values, patience, mode="min"):
@@ -112,7 +113,7 @@ def test_zscore_statistics_over_real_frames_and_pad_rows_stay_zero():
     array = rng.random((5, 12, 4)).astype(np.float32) * 3
     array[:, 9:] = 0.0                                   # rows 9-11 pad each segment, as in the store
     train = np.array([3, 0, 2])
-    norm = data.compute_normalisation(array, train, "zscore", chunk_rows=2, frames=9)
+    norm = compute_normalisation(array, train, "zscore", chunk_rows=2, frames=9)
     real = array[[0, 2, 3], :9].astype(np.float64)
     assert norm.mean == pytest.approx(real.mean(), rel=1e-10)
     assert norm.std == pytest.approx(real.std(), rel=1e-10)
@@ -121,9 +122,9 @@ def test_zscore_statistics_over_real_frames_and_pad_rows_stay_zero():
     assert not out[9:].any()
     batch = norm.apply(torch.from_numpy(array[None, :2]))   # (1, 2, 12, 4) tensors too
     assert not batch[..., 9:, :].any()
-    assert data.Normalisation.from_dict(norm.to_dict()) == norm
-    assert data.Normalisation.from_dict({"kind": "max", "max": 2, "mean": 0, "std": 1}).frames is None
-    assert data.pad_start(FeatureSettings()) == 501      # 4 s → 501 STFT frames, padded to 512
+    assert Normalisation.from_dict(norm.to_dict()) == norm
+    assert Normalisation.from_dict({"kind": "max", "max": 2, "mean": 0, "std": 1}).frames is None
+    assert pad_start(FeatureSettings()) == 501      # 4 s → 501 STFT frames, padded to 512
 
 
 def _bce(p, t):
@@ -167,7 +168,7 @@ def test_batch_bn_mode_normalises_each_batch_with_its_own_statistics():
 
 
 def test_dry_run_prints_the_rules_of_every_paper_run(capsys):
-    from rhemo.engine import launcher
+    from rhemo.experiments import launcher
 
     assert launcher.main(["--ids", "[1,2,3]", "--dry_run"]) == 0
     rules = [line.strip() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("rules:")]

@@ -1,4 +1,4 @@
-"""Tests of rhemo.engine.report: fold status, summary.json, the results CSV and xlsx read back, the console table."""
+"""Tests of rhemo.experiments.report: fold status, summary.json, the results CSV and xlsx read back, the console table."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from rhemo.engine import report
-from rhemo.engine.report import RunInfo
+from rhemo.experiments import report
+from rhemo.experiments.report import RunInfo
 
 
 def ser_metrics(wa: float, ua: float, f1: float, params: int = 1234, epochs: int = 10, seconds: float = 60.0,

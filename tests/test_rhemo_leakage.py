@@ -8,8 +8,9 @@ import torch
 
 from engine_helpers import FOUR, make_rhemo_weights, make_store, read_metrics, rhemo_config, run_script, ser_config
 from rhemo.data.store import SegmentStore
-from rhemo.engine import data, report
-from rhemo.engine.config import validate
+from rhemo.experiments import report
+from rhemo.train.config import validate
+from rhemo.data.selection import select_rows
 
 LABELS = FOUR * 5 + ["fru", "exc", "sur", "fru"] * 2   # 20 four-class utterances + 8 only in the complete view
 SEED = 7   # with this seed one SER test utterance is in stage 1's (complete view) training split
@@ -37,7 +38,7 @@ def _ser(store, out, weights, **kw):
 
 def _split(store, **cfg):
     full = validate({"store_path": str(store), **cfg}, script="ser", source="test")
-    return data.select_rows(SegmentStore(store), full)
+    return select_rows(SegmentStore(store), full)
 
 
 def test_checkpoint_records_store_split_and_labelled_stages(paper_flow):

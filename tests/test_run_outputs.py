@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rhemo.engine import diagnostics, environment, plots, predictions
+from rhemo.train import diagnostics, environment, plots, predictions
 
 from engine_helpers import FOUR, REPO, make_rhemo_weights, make_store, read_metrics, rhemo_config, run_script, ser_config
 

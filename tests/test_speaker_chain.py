@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from rhemo.data.store import SegmentStore
-from rhemo.engine import data, launcher
-from rhemo.engine.checkpoint import file_sha256, load_checkpoint
-from rhemo.engine.config import validate
+from rhemo.experiments import launcher
+from rhemo.train.checkpoint import file_sha256, load_checkpoint
+from rhemo.train.config import validate
+from rhemo.data.selection import select_rows
 
 REPO = Path(__file__).resolve().parents[1]
 CHAIN = "10_speaker_independent_chain"
@@ -44,7 +45,7 @@ def fold_config(results: Path, run: int, fold: int) -> dict:
 def speakers(store: SegmentStore, cfg: dict, split: str) -> set[str]:
     script = "rhemo" if cfg["script"] == "training_RHemo.py" else "ser"
     keys = {k: v for k, v in cfg.items() if k not in ("script", "nproc")}
-    selection = data.select_rows(store, validate(keys, script=script, source="test"))
+    selection = select_rows(store, validate(keys, script=script, source="test"))
     return set(np.asarray(store.table.speaker)[selection.rows[split]])
 
 

@@ -1,4 +1,4 @@
-"""Tests of rhemo.engine.weights and download_weights.py: loading the authors' key layout and our checkpoints,
+"""Tests of rhemo.train.weights and download_weights.py: loading the authors' key layout and our checkpoints,
 strict key checks, and a download (gdown patched: no network) that is verified before it replaces anything."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 
 import gdown
 from models import simple_autoencoder_2_vad
-from rhemo.engine import weights
-from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-from rhemo.engine.weights import WeightsError, load_rhemo
+from rhemo.train import weights
+from rhemo.train.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from rhemo.train.weights import WeightsError, load_rhemo
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # download_weights.py is a top-level script

@@ -24,7 +24,7 @@ SCRIPTS = ("rhemo", "ser")
 SCRIPT_FILES = {"training_RHemo.py": "rhemo", "training_SER.py": "ser"}
 LABEL_VIEWS = ("iemocap4", "iemocap4_exc", "complete", "native")
 PROTOCOLS = ("random", "speaker")
-#: save_model_metric values per script (rhemo.engine.loop.MONITORS says what each one measures)
+#: save_model_metric values per script (rhemo.train.loop.MONITORS says what each one measures)
 SCRIPT_MONITORS = {"rhemo": ("total_loss", "recon"), "ser": ("loss", "acc", "wa", "ua", "f1")}
 MONITORS = SCRIPT_MONITORS["rhemo"] + SCRIPT_MONITORS["ser"]
 SER_MODELS = ("AlexNet", "VGGNet", "resnet50")
@@ -121,7 +121,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _opt("cudnn_benchmark", "bool", False, "Let cuDNN autotune its convolution algorithms on CUDA (faster; "
          "no longer bit-reproducible)."),
     _opt("num_workers", "int", 0, "DataLoader worker processes.", minimum=0),
-    # multi-process training (rhemo/engine/data.py, loop.place_model)
+    # multi-process training (rhemo/train/loaders.py, loop.place_model)
     _opt("sync_batchnorm", "bool", False, "Under torchrun, compute training-mode BatchNorm statistics over the "
          "global batch (torch.nn.SyncBatchNorm) instead of per process. The quaternion BatchNorm "
          "(QuaternionBatchNorm2d) stays per process."),
@@ -488,5 +488,5 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # python -m rhemo.engine.config > table.md (regenerates the README table)
+if __name__ == "__main__":  # python -m rhemo.train.config > table.md (regenerates the README table)
     print(markdown_table())

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from rhemo.engine.checkpoint import load_checkpoint
-from rhemo.engine.config import ConfigError
+from rhemo.train.checkpoint import load_checkpoint
+from rhemo.train.config import ConfigError
 
 __all__ = ["SPLIT_KEYS", "store_identity", "rhemo_provenance", "read_provenance", "OverlapCheck",
            "check_test_overlap"]
@@ -84,7 +84,7 @@ class OverlapCheck:
 
 
 def _training_utterances(store: Any, cfg: dict, stage: dict) -> set:
-    from rhemo.engine.data import select_rows
+    from rhemo.data.selection import select_rows
 
     selection = select_rows(store, {**cfg, **{k: stage[k] for k in SPLIT_KEYS}})
     return set(np.asarray(store.table.utterance_id)[selection.rows["train"]].tolist())

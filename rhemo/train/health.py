@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from rhemo.engine.data import collate_batch
+from rhemo.train.loaders import collate_batch
 
 __all__ = ["LAYERS", "COMPONENTS", "BN_EPS", "probe_encoder", "bn_statistics", "trivial_bce", "probe_rows",
            "bin_mean", "health_report", "warning_line", "EpochMonitor", "check_loaded",
@@ -273,12 +273,12 @@ def check_loaded(rhemo: nn.Module, path: str | None, input_transform: str) -> st
     print and return the :func:`checkpoint_warning` line (None when the buffers look healthy or path is None)."""
     if path is None:
         return None
-    from rhemo.engine.config import ConfigError
+    from rhemo.train.config import ConfigError
 
     try:  # memory-mapped: the paper-size file is ~0.5 GB and only its normalisation record is read here
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError:
-        from rhemo.engine.checkpoint import load_checkpoint
+        from rhemo.train.checkpoint import load_checkpoint
 
         payload = load_checkpoint(path)
     record = payload.get("normalisation") if isinstance(payload, dict) else None

@@ -50,7 +50,7 @@ def _encode(net: nn.Module, dataset, indices: np.ndarray, device: torch.device, 
 
 def rhemo_diagnostics(net: nn.Module, dataset, label_names: Sequence[str], device: torch.device,
                       n_examples: int = 3, n_points: int = 256) -> dict[str, Any]:
-    """Forward ``n_examples`` fixed segments of ``dataset`` (a :class:`rhemo.engine.data.SegmentDataset`)
+    """Forward ``n_examples`` fixed segments of ``dataset`` (a :class:`rhemo.train.loaders.SegmentDataset`)
     through RH-emo (``net``, unwrapped, its ``encode``/``decode``) and embed up to ``n_points`` for the PCA.
 
     Returns numpy arrays: ``inputs`` (E, T, F), ``recon`` (E, K, T, F), ``embeddings`` (E, 4, 64, 64),

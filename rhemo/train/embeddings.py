@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rhemo.engine import device as device_module
-from rhemo.engine.data import Normalisation
+from rhemo.train import runtime as device_module
+from rhemo.data.normalisation import Normalisation
 
 __all__ = ["RHEMO_NAME", "FRONTEND_HIDDEN", "EMBEDDING_SHAPE", "FrontEndSource", "encoder_model", "load_frontend",
            "RHemoEncoder", "SERModel", "encoder_key", "compute_embeddings", "cached_embeddings", "rhemo_record"]
@@ -86,7 +86,7 @@ def load_frontend(path: str | os.PathLike | None, device: torch.device) -> tuple
     """The RH-emo model whose encoder makes the SER embeddings, on ``device``, in eval mode.
 
     ``path``: the authors' ``pretrained_RHemo`` (bare state_dict) or a ``checkpoint.pt`` of training_RHemo.py,
-    loaded with strict key matching by ``rhemo.engine.weights.load_rhemo``; ``None`` gives a randomly
+    loaded with strict key matching by ``rhemo.train.weights.load_rhemo``; ``None`` gives a randomly
     initialised RH-emo (seeded by the global torch RNG) and a warning, for the ablation.
 
     Returns (model, source). The model is a ``simple_autoencoder_2_vad`` with tiny heads holding the encoder
@@ -100,8 +100,8 @@ def load_frontend(path: str | os.PathLike | None, device: torch.device) -> tuple
         model = create_model(RHEMO_NAME, hidden_size=FRONTEND_HIDDEN)
         source = FrontEndSource("random-init", _state_sha256(model.encoder_state_dict()))
     else:
-        from rhemo.engine.checkpoint import file_sha256
-        from rhemo.engine.weights import load_rhemo
+        from rhemo.train.checkpoint import file_sha256
+        from rhemo.train.weights import load_rhemo
 
         full = load_rhemo(path, map_location="cpu")
         model = encoder_model(full.encoder_state_dict(), quat=full.quat)
@@ -187,7 +187,7 @@ def compute_embeddings(predictors: np.ndarray, rhemo: nn.Module, normalisation: 
                        device: torch.device, out: np.ndarray, batch_size: int = 64, progress: bool = False) -> None:
     """Fill ``out`` (N, 4, 64, 64) with the eval-mode embeddings of every row of ``predictors`` (N, T, F).
 
-    Rows are read ``batch_size`` at a time, normalised exactly as :class:`rhemo.engine.data.SegmentDataset`
+    Rows are read ``batch_size`` at a time, normalised exactly as :class:`rhemo.train.loaders.SegmentDataset`
     does, and encoded under ``no_grad``.
     """
     from tqdm import tqdm

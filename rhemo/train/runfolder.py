@@ -1,4 +1,12 @@
-"""What a run folder may be used for: finished-run and config protection, stale temporary files, fold locks.
+"""The run folder: its file names, the fold/seed directory rule, metrics records, protection and fold locks.
+
+Layout written by the launcher and the training scripts (every name below is defined here and only here)::
+
+    results/<exp>_<name>/<run>[/seed<s>]/fold<k>/
+        config.json  log.csv  metrics.json  checkpoint.pt  last.pt  best.pt  error.txt  fold.lock
+        environment.json  predictions_test.csv  predictions_val.csv  curves.png ...
+    results/<exp>_<name>/<run>[/seed<s>]/summary.json
+
 
 A run folder belongs to one configuration. A training command refuses a folder that holds a finished run
 (``metrics.json`` with status ``done``) or the results (checkpoint.pt, last.pt) of another configuration
@@ -16,12 +24,16 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Collection
 
-from rhemo.engine.config import ConfigError, options_for
+from rhemo.atomic import write_json
+from rhemo.train.config import ConfigError, options_for
 
 __all__ = ["RunFolderError", "DISK_FULL_ERRNOS", "METRICS_FILE", "PREVIOUS_METRICS_FILE", "LOCK_FILE",
+           "CONFIG_FILE", "CHECKPOINT_FILE", "LAST_FILE", "BEST_FILE", "LOG_FILE", "ERROR_FILE", "SUMMARY_FILE",
+           "ENVIRONMENT_FILE", "FOLD_DIR_PATTERN", "fold_dir", "fold_dirs", "read_metrics", "write_metrics",
            "config_differences", "run_finished", "holds_results", "check_run_folder", "stale_temp_files", "remove_stale_temps",
            "FoldLock"]
 
@@ -29,10 +41,62 @@ METRICS_FILE = "metrics.json"
 PREVIOUS_METRICS_FILE = "metrics.previous.json"
 CONFIG_FILE = "config.json"
 LOCK_FILE = "fold.lock"
+CHECKPOINT_FILE = "checkpoint.pt"
+LAST_FILE = "last.pt"
+BEST_FILE = "best.pt"
+LOG_FILE = "log.csv"
+ERROR_FILE = "error.txt"
+SUMMARY_FILE = "summary.json"
+ENVIRONMENT_FILE = "environment.json"
+#: a fold folder's name; group 1 is the fold number
+FOLD_DIR_PATTERN = re.compile(r"^fold(\d+)$")
 #: errno values meaning "the disk (or the user's quota) is full"
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
-#: temporary files of interrupted atomic writes (checkpoint.py: "<name>.<random>.tmp"; text files "<name>.tmp")
-_TEMP_PATTERNS = ("checkpoint.pt.*.tmp", "last.pt.*.tmp", "config.json.tmp", "metrics.json.tmp", "log.csv.tmp")
+#: temporary files of interrupted atomic writes (rhemo.atomic: "<name>.<random>.tmp"; older ones "<name>.tmp")
+_TEMP_PATTERNS = tuple(f"{name}.*tmp" for name in (CHECKPOINT_FILE, LAST_FILE, BEST_FILE, CONFIG_FILE, METRICS_FILE,
+                                                      LOG_FILE))
+
+
+def fold_dir(run_dir: str | os.PathLike, fold: int, seed: int | None = None) -> Path:
+    """``<run_dir>/fold<fold>``, or ``<run_dir>/seed<seed>/fold<fold>`` for a run repeated over seeds."""
+    base = Path(run_dir) if seed is None else Path(run_dir) / f"seed{seed}"
+    return base / f"fold{fold}"
+
+
+def fold_dirs(folder: str | os.PathLike) -> list[tuple[int, Path]]:
+    """The ``fold<k>`` sub-folders of ``folder`` as (k, path), sorted by k."""
+    found = []
+    for child in Path(folder).iterdir():
+        match = FOLD_DIR_PATTERN.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def read_metrics(path: str | os.PathLike) -> tuple[str, dict[str, Any] | None, str]:
+    """Read a ``metrics.json``: (status, metrics or None, note). Never raises on a bad file.
+
+    status is 'done', 'missing' (no file) or 'corrupt' (unreadable, not an object, or status not 'done').
+    """
+    path = Path(path)
+    if not path.exists():
+        return "missing", None, ""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return "corrupt", None, f"unreadable {path.name}: {exc}"
+    if not isinstance(data, dict):
+        return "corrupt", None, f"{path.name} is not a JSON object"
+    if data.get("status", "done") != "done":
+        return "corrupt", None, f"{path.name} has status {data.get('status')!r}"
+    return "done", data, str(data.get("note") or "")
+
+
+def write_metrics(folder: str | os.PathLike, metrics: dict[str, Any]) -> Path:
+    """Write ``folder/metrics.json`` atomically (nan → null); returns its path."""
+    path = Path(folder) / METRICS_FILE
+    write_json(path, metrics)
+    return path
 
 
 class RunFolderError(ConfigError):
@@ -59,7 +123,7 @@ def run_finished(folder: Path) -> bool:
 def holds_results(folder: Path) -> bool:
     """True when ``folder`` holds something a training computed (checkpoint.pt, last.pt or metrics.json); a
     folder with only a config.json (a run that failed before its first epoch) has nothing to lose."""
-    return any((Path(folder) / name).exists() for name in ("checkpoint.pt", "last.pt", METRICS_FILE))
+    return any((Path(folder) / name).exists() for name in (CHECKPOINT_FILE, LAST_FILE, METRICS_FILE))
 
 
 def _read_config(path: Path) -> dict | None:
@@ -94,7 +158,7 @@ def check_run_folder(folder: Path, cfg: dict, free_keys: Collection[str], force:
     if not holds_results(folder):
         return []
     for source, read in ((folder / CONFIG_FILE, lambda: _read_config(folder / CONFIG_FILE)),
-                         (folder / "last.pt", last_config)):
+                         (folder / LAST_FILE, last_config)):
         saved = read()
         differences = [] if saved is None else config_differences(saved, cfg, free_keys)
         if differences:

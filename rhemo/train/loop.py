@@ -9,7 +9,7 @@ A *task* says what one batch means (:class:`SERTask`: cross-entropy and classifi
 * the best epoch on the monitored validation metric (strict improvement; minimum for losses, maximum for
   wa/ua/f1; epoch 1 always) is written to ``checkpoint.pt``; losses are by default the mean of per-batch means
   (``loss_averaging``); early stopping follows ``early_stopping_rule`` (the authors' window rule or our
-  ``patience`` epochs without improvement), see :mod:`rhemo.engine.protocol`;
+  ``patience`` epochs without improvement), see :mod:`rhemo.train.protocol`;
 * ``last.pt`` (model, optimiser, history, RNG states) is rewritten atomically after every epoch; the best
   weights, when they are not the current ones, are in ``best.pt`` (written once per best epoch).
   Re-running the same command after a crash or Ctrl-C resumes after the last finished epoch. The randomness of
@@ -39,13 +39,13 @@ import torch
 from torch import nn
 
 from rhemo.data.store import StoreError
-from rhemo.engine import device as dev
-from rhemo.engine import losses, metrics, protocol, runfolder
-from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
-from rhemo.engine.config import ConfigError
-from rhemo.engine.data import DataError
-from rhemo.engine.tensorboard_log import TensorBoardLog
-from rhemo.engine.weights import WeightsError
+from rhemo.train import runtime as dev
+from rhemo.train import losses, metrics, protocol, runfolder
+from rhemo.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from rhemo.train.config import ConfigError
+from rhemo.errors import DataError
+from rhemo.train.tensorboard_log import TensorBoardLog
+from rhemo.train.weights import WeightsError
 
 #: Errors about the user's inputs (config, store, checkpoints, device): reported in one line, no traceback.
 INPUT_ERRORS = (ConfigError, StoreError, DataError, CheckpointError, WeightsError, dev.DeviceError)
@@ -488,7 +488,7 @@ def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, opti
                     if parked is not None:
                         parked.before_step()
                     optimizer.step()
-                if rows == 0:  # a padding row (see rhemo.engine.data.GlobalBatchSampler): no sample to count
+                if rows == 0:  # a padding row (see rhemo.train.loaders.GlobalBatchSampler): no sample to count
                     continue
                 for name, value in batch_sums.items():
                     sums[name] = sums[name] + value if name in sums else value
@@ -566,7 +566,7 @@ def _write_text_atomic(path: Path, text: str) -> None:
 def prepare_output_dir(output_dir: str | os.PathLike, cfg: dict, script_file: str, force: bool = False) -> Path:
     """Check the run folder, create it and write ``config.json`` (rank 0 only).
 
-    Every rank first checks the folder (:func:`rhemo.engine.runfolder.check_run_folder`): a finished run, or a
+    Every rank first checks the folder (:func:`rhemo.train.runfolder.check_run_folder`): a finished run, or a
     run of another config (in config.json or last.pt, outside :data:`RESUME_FREE_KEYS`), is refused with a
     RunFolderError unless ``force``. With ``force`` a last.pt of another config is removed (a last.pt of the
     same config is resumed: that gives the result of a fresh run). Temporary files of interrupted saves are
@@ -574,7 +574,7 @@ def prepare_output_dir(output_dir: str | os.PathLike, cfg: dict, script_file: st
     existing config.json (the launcher writes one there before starting the script) are kept. An earlier
     ``metrics.json`` is moved to ``metrics.previous.json``: its presence must mean that *this* run finished.
     """
-    from rhemo.engine.config import options_for
+    from rhemo.train.config import options_for
 
     out = Path(output_dir)
     stale = runfolder.check_run_folder(out, cfg, RESUME_FREE_KEYS, force, lambda: _resume_config(out / LAST_FILE))
@@ -826,8 +826,8 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
     Args:
         model: the network on ``runtime.device`` (wrapped in DistributedDataParallel under torchrun).
         task: :class:`SERTask` or :class:`RHemoTask`.
-        train_loader: from :func:`rhemo.engine.data.make_train_loader` (its sampler has ``set_epoch``).
-        val_loader: from :func:`rhemo.engine.data.make_eval_loader`.
+        train_loader: from :func:`rhemo.train.loaders.make_train_loader` (its sampler has ``set_epoch``).
+        val_loader: from :func:`rhemo.train.loaders.make_eval_loader`.
         cfg: the validated config (keys learning_rate, regularization_lambda, num_epochs, early_stopping,
             patience, seed, amp, channels_last; the whole dict is stored for resume checks).
         output_dir: the run folder (checkpoint.pt, last.pt, log.csv).

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError, file_sha256, load_checkpoint, \
+from rhemo.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, file_sha256, load_checkpoint, \
     plain_state_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -27,7 +27,7 @@ __all__ = ["Runtime", "DeviceError", "select_device", "setup", "cleanup", "is_di
            "get_world_size", "is_main_process", "barrier", "all_reduce_sum", "all_reduce_mean",
            "all_gather_rows", "seed_everything", "epoch_seed", "LAUNCHER_PID_ENV", "exit_with_launcher"]
 
-#: set by the launcher (rhemo.engine.launcher.run_process) to its pid; every training process watches it
+#: set by the launcher (rhemo.experiments.launcher.run_process) to its pid; every training process watches it
 LAUNCHER_PID_ENV = "RHEMO_LAUNCHER_PID"
 
 

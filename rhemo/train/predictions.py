@@ -5,7 +5,7 @@ One row per utterance, in the order of its first segment in the split::
     utterance_id, speaker, true_label, predicted_label, prob_<class> (one column per class), n_segments
 
 The probabilities are the softmax of the utterance's mean segment logits, the pooling of the utterance-level
-metrics (:func:`rhemo.engine.metrics.utterance_logits`), so ``predicted_label`` is their arg-max and the
+metrics (:func:`rhemo.train.metrics.utterance_logits`), so ``predicted_label`` is their arg-max and the
 share of rows with ``predicted_label == true_label`` is the split's ``utt_wa``.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rhemo.engine.metrics import utterance_logits
+from rhemo.train.metrics import utterance_logits
 
 __all__ = ["predictions_frame", "write_predictions"]
 

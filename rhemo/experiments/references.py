@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from rhemo.engine.config import ConfigError, defaults, options_for, coerce
+from rhemo.train.config import ConfigError, defaults, options_for, coerce
 
 #: configuration keys that may hold a reference to another run's checkpoint
 REFERENCE_KEYS = ("load_pretrained", "r2he_model_path")

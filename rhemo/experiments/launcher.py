@@ -9,9 +9,9 @@ An experiment file ``experiments/<N>_<name>.txt`` is a JSON object::
 Each numbered run is the global parameters with the run's own keys merged **over** them: on a conflict the
 run wins (in the authors' launcher the globals won, which made per-run overrides silently useless). ``script``
 names the training script; ``nproc`` (optional) > 1 starts the run through ``torchrun``. Every other key is a
-key of :mod:`rhemo.engine.config`; ``fold``, ``output_dir`` and ``gpu_id`` are set by the launcher and may not
+key of :mod:`rhemo.train.config`; ``fold``, ``output_dir`` and ``gpu_id`` are set by the launcher and may not
 appear in a file. ``seeds``, references to other runs' checkpoints (``{"experiment": 3, "run": 1}``),
-``--override`` and ``--store_root`` are described in :mod:`rhemo.engine.references`.
+``--override`` and ``--store_root`` are described in :mod:`rhemo.experiments.references`.
 
 For every selected run and every fold ``k < num_folds`` the launcher
 
@@ -23,7 +23,7 @@ For every selected run and every fold ``k < num_folds`` the launcher
    goes on with the next fold; a fold whose ``metrics.json`` exists is finished and skipped unless ``force``.
 
 After each run it writes ``<run>/summary.json`` (mean ± std over folds) and rewrites the experiment
-spreadsheet (:mod:`rhemo.engine.report`); at the end it prints a results table.
+spreadsheet (:mod:`rhemo.experiments.report`); at the end it prints a results table.
 
 Example (validate only, nothing runs):
 
@@ -45,9 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from rhemo.engine import paper_table, protocol, references, report, runfolder
-from rhemo.engine.config import SCRIPT_FILES, ConfigError, coerce, options_for, validate
-from rhemo.engine.device import LAUNCHER_PID_ENV
+from rhemo.experiments import paper_table, references, report
+from rhemo.train import protocol, runfolder
+from rhemo.train.config import SCRIPT_FILES, ConfigError, coerce, options_for, validate
+from rhemo.train.runtime import LAUNCHER_PID_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GLOBAL_KEY = "global_parameters"
@@ -367,7 +368,7 @@ def run_process(command: Sequence[str], cwd: Path, log_path: Path, timeout_secon
     function waits up to ``stop_grace`` seconds, kills what is left, and returns with ``interrupted`` set.
     If this process dies without cleaning up (kill -9), the child dies too: on Linux the kernel kills it
     (PR_SET_PDEATHSIG), and every training process (torchrun's workers included) also watches the pid in
-    ``RHEMO_LAUNCHER_PID`` (rhemo.engine.device.exit_with_launcher), so a re-run never overlaps an orphan.
+    ``RHEMO_LAUNCHER_PID`` (rhemo.train.runtime.exit_with_launcher), so a re-run never overlaps an orphan.
     """
     console = sys.stdout if console is None else console
     stop_grace = STOP_GRACE_SECONDS if stop_grace is None else stop_grace
@@ -462,7 +463,7 @@ class LaunchOptions:
 def run_fold(plan: RunPlan, fold: int, opts: LaunchOptions, console: TextIO) -> str:
     """Run one fold; returns 'done', 'failed', 'skipped' or 'interrupted'. Failures are written to error.txt.
 
-    The fold folder is locked (:class:`rhemo.engine.runfolder.FoldLock`) while the fold runs: a second
+    The fold folder is locked (:class:`rhemo.train.runfolder.FoldLock`) while the fold runs: a second
     launcher on the same experiment skips the fold and says so.
     """
     fold_dir = plan.run_dir(opts.output_folder) / f"fold{fold}"
@@ -515,7 +516,7 @@ def _run_locked_fold(plan: RunPlan, fold: int, fold_dir: Path, label: str, opts:
 def _foreign_config(config_path: Path, config: dict[str, Any]) -> list[str]:
     """Keys in which the config.json of a fold folder holding results differs from ``config`` (resume-free keys
     aside)."""
-    from rhemo.engine.loop import RESUME_FREE_KEYS
+    from rhemo.train.loop import RESUME_FREE_KEYS
 
     if not runfolder.holds_results(config_path.parent):
         return []
@@ -628,7 +629,7 @@ def _experiment_runs(experiment: Experiment, plans: list[RunPlan], output_folder
 def _update_reports(experiment: Experiment, plans: list[RunPlan], plan: RunPlan, output_folder: Path,
                     console: TextIO) -> None:
     """Write the run's summary.json and rewrite the experiment spreadsheet. A failure here is reported and does
-    not stop the remaining runs (the reports can be rebuilt later with ``python -m rhemo.engine.report``)."""
+    not stop the remaining runs (the reports can be rebuilt later with ``python -m rhemo.experiments.report``)."""
     try:
         report.write_run_summary(plan.info(output_folder))
         if plan.seed_folder is not None:
@@ -637,7 +638,7 @@ def _update_reports(experiment: Experiment, plans: list[RunPlan], plan: RunPlan,
                                            _experiment_runs(experiment, plans, output_folder))
     except Exception as exc:  # noqa: BLE001 - a report problem must not cost the remaining trainings
         print(f"[warn] could not update the reports of {experiment.stem}: {type(exc).__name__}: {exc}. "
-              f"Rebuild them with: python -m rhemo.engine.report {Path(output_folder) / experiment.stem}",
+              f"Rebuild them with: python -m rhemo.experiments.report {Path(output_folder) / experiment.stem}",
               file=console, flush=True)
         return
     print(f"[csv] {table}\n[xlsx] {sheet}", file=console, flush=True)

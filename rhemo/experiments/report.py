@@ -13,7 +13,7 @@ without a record). Accuracies, UA and F1 are stored as fractions (the xlsx shows
 
 Regenerate the reports of an experiment from disk::
 
-    python -m rhemo.engine.report results/2_SER_quaternion_rhemo
+    python -m rhemo.experiments.report results/2_SER_quaternion_rhemo
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from rhemo.engine.config import SCRIPT_FILES
-from rhemo.engine.metrics import mean_std
+from rhemo.train.config import SCRIPT_FILES
+from rhemo.train.metrics import mean_std
 
 METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.txt"
@@ -177,7 +177,7 @@ def flat_numbers(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def aggregate(records: Sequence[FoldRecord]) -> dict[str, dict[str, float]]:
-    """Mean and std (``rhemo.engine.metrics.mean_std``) of every numeric metric over the finished folds.
+    """Mean and std (``rhemo.train.metrics.mean_std``) of every numeric metric over the finished folds.
 
     Keys are flat ('test.wa'); a key missing from some folds counts as nan there (so its mean is nan).
     Returns {} when no fold is finished.
@@ -323,7 +323,7 @@ def results_frame(infos: Iterable[RunInfo]):
 
 
 def summary_frame(results):
-    """Mean and population std (ddof 0, as :func:`rhemo.engine.metrics.mean_std`) per run over its finished
+    """Mean and population std (ddof 0, as :func:`rhemo.train.metrics.mean_std`) per run over its finished
     folds (and seeds): one row per run, ``<metric>_mean`` and ``<metric>_std`` columns, ``folds_done``."""
     import pandas as pd
 

@@ -57,9 +57,10 @@ import torch
 
 from models.registry import create_model
 from rhemo.data.features import AudioError, FeatureSettings, audio_to_segments, check_signal, load_audio
-from rhemo.engine.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, plain_state_dict
-from rhemo.engine.data import DataError, Normalisation
-from rhemo.engine.embeddings import RHEMO_NAME, RHemoEncoder, SERModel, encoder_model
+from rhemo.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, plain_state_dict
+from rhemo.errors import DataError
+from rhemo.data.normalisation import Normalisation
+from rhemo.train.embeddings import RHEMO_NAME, RHemoEncoder, SERModel, encoder_model
 
 MIN_SECONDS = 0.1
 CHECKPOINT_NAME = "checkpoint.pt"

@@ -25,7 +25,7 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 import torch
 
-from rhemo.engine.splits import group_codes
+from rhemo.data.splits import group_codes
 
 __all__ = ["classification_report", "utterance_logits", "binary_accuracy", "rhemo_metrics", "mean_std"]
 

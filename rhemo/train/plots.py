@@ -103,7 +103,7 @@ def plot_ser_curves(history: Sequence[dict], path: str | os.PathLike, title: str
                     best_epoch: int | None = None) -> None:
     """SER learning curves: cross-entropy loss (train, val); WA, UA and macro F1 (val solid, train dashed).
 
-    ``history`` rows are the flat per-epoch dicts of :class:`rhemo.engine.loop.FitState` (``train_wa``, ...).
+    ``history`` rows are the flat per-epoch dicts of :class:`rhemo.train.loop.FitState` (``train_wa``, ...).
     """
     def scores(ax) -> None:
         epochs = [row["epoch"] for row in history]
@@ -203,7 +203,7 @@ def _scatter(ax, points: np.ndarray, labels: Sequence[str], title: str) -> None:
 
 def plot_rhemo_diagnostics(diagnostics: dict[str, Any], path: str | os.PathLike, title: str,
                            dpi: int = 110) -> None:
-    """The RH-emo diagnostics figure from :func:`rhemo.engine.diagnostics.rhemo_diagnostics` output.
+    """The RH-emo diagnostics figure from :func:`rhemo.train.diagnostics.rhemo_diagnostics` output.
 
     Per example segment, one row: input, reconstruction (mean of the K decoder channels), decoder channels;
     and one row: the 4 embedding channels (real, i, j, k). Each image has its own colour scale, its range in

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from rhemo.engine.config import ConfigError
+from rhemo.train.config import ConfigError
 
 TENSORBOARD_DIR = "tensorboard"
 

@@ -1,1 +1,0 @@
-"""Training engine: configuration, splits, losses, metrics, checkpoints, the train/eval loop and reports."""

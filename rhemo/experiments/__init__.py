@@ -1,0 +1,1 @@
+"""Experiment orchestration: the launcher, run references, reports and the paper table."""

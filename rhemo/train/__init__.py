@@ -1,0 +1,1 @@
+"""Training core: config schema, runtime, loaders, loop, checkpoints, run folders, losses, metrics."""
