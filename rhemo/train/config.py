@@ -20,18 +20,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.registry import RHEMO_MODEL
+from models.registry import names as model_names
+from rhemo.data.normalisation import INPUT_TRANSFORMS, NORMALISATIONS
+from rhemo.data.splits import PROTOCOLS
+from rhemo.data.views import VIEWS as LABEL_VIEWS
+from rhemo.errors import InputError
+
 SCRIPTS = ("rhemo", "ser")
 SCRIPT_FILES = {"training_RHemo.py": "rhemo", "training_SER.py": "ser"}
-LABEL_VIEWS = ("iemocap4", "iemocap4_exc", "complete", "native")
-PROTOCOLS = ("random", "speaker")
-#: save_model_metric values per script (rhemo.train.loop.MONITORS says what each one measures)
-SCRIPT_MONITORS = {"rhemo": ("total_loss", "recon"), "ser": ("loss", "acc", "wa", "ua", "f1")}
-MONITORS = SCRIPT_MONITORS["rhemo"] + SCRIPT_MONITORS["ser"]
-SER_MODELS = ("AlexNet", "VGGNet", "resnet50")
-RHEMO_MODELS = ("simple_autoencoder_2_vad",)
+#: save_model_metric → (metric key of the validation dict, 'min' | 'max'), per script: the values a script
+#: accepts and what each one measures (rhemo.train.loop selects the best checkpoint with it).
+MONITORS = {
+    "rhemo": {"total_loss": ("total", "min"), "recon": ("recon", "min")},
+    "ser": {"loss": ("loss", "min"), "acc": ("wa", "max"), "wa": ("wa", "max"), "ua": ("ua", "max"),
+            "f1": ("f1", "max")},
+}
+SER_MODELS = model_names("ser")
+RHEMO_MODELS = model_names("rhemo")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration value is missing, unknown or of the wrong type; the message names source and key."""
 
 
@@ -107,7 +116,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
     _opt("normalisation", "str", "max", "max: divide by the training-split maximum (the authors' way). "
          "zscore: subtract the training mean, divide by the training std, both over the real STFT frames; the "
          "zero rows padding a segment to time_frames stay 0 (the authors' '0mean', used by their real "
-         "baselines).", choices=("max", "zscore")),
+         "baselines).", choices=NORMALISATIONS),
     # reproducibility and hardware
     _opt("seed", "int", 1, "Seed of splits, initialisation and batch order."),
     _opt("gpu_id", "int", 0, "CUDA device to use when CUDA is available; otherwise the run uses the CPU and "
@@ -154,11 +163,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
          "leaking run.", scripts=_S),
     _opt("save_model_metric", "str", {"rhemo": "total_loss", "ser": "loss"},
          "Validation metric that selects the best checkpoint and drives early stopping. RH-emo: total_loss "
-         "or recon. SER: loss, acc (= wa), wa, ua or f1.", choices=MONITORS),
+         "or recon. SER: loss, acc (= wa), wa, ua or f1.",
+         choices=tuple(monitor for script in SCRIPTS for monitor in MONITORS[script])),
     _opt("load_pretrained", "path", None, "Checkpoint to start from. RH-emo: e.g. the stage-1 model. SER: a "
          "network trained elsewhere; its final classification layer is dropped.", nullable=True),
     # models
-    _opt("model_name", "str", {"rhemo": "simple_autoencoder_2_vad", "ser": "VGGNet"},
+    _opt("model_name", "str", {"rhemo": RHEMO_MODEL, "ser": "VGGNet"},
          "Model from the registry in models/.", choices=RHEMO_MODELS + SER_MODELS),
     _opt("model_quat", "bool", True, "RH-emo: quaternion decoder. SER: quaternion network on RH-emo "
          "embeddings (false: real network on the spectrogram)."),
@@ -185,7 +195,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
          "max-normalised input from ~1e-3 to ~0.1 so that Adam's steps on the encoder biases no longer kill "
          "its ReLUs. Recorded with the normalisation in every checkpoint; training_SER.py refuses an RH-emo "
          "trained with another transform, and predict.py applies the recorded one.",
-         choices=("none", "log1p")),
+         choices=INPUT_TRANSFORMS),
     _opt("encoder_bias_init", "float", 0.0, "Beyond the paper. Initial value of RH-emo's encoder conv "
          "biases (the authors: 0). 0.1 keeps every encoder ReLU active at the start, so Adam's ~lr-sized bias "
          "steps cannot silence a channel in the first epochs (see README, RH-emo health).", scripts=_R),
@@ -318,7 +328,7 @@ def _check_training_values(cfg: dict[str, Any], script: str, source: str) -> Non
     if not 0.0 <= cfg["model_classifier_dropout"] < 1.0:
         raise ConfigError(f"{source}: key 'model_classifier_dropout' must be in [0, 1) (a drop probability), got "
                           f"{cfg['model_classifier_dropout']}")
-    allowed = SCRIPT_MONITORS[script]
+    allowed = tuple(MONITORS[script])
     if cfg["save_model_metric"] not in allowed:
         raise ConfigError(f"{source}: key 'save_model_metric' is {cfg['save_model_metric']!r}, which "
                           f"{script_file(script)} does not compute; expected one of {', '.join(allowed)}")
@@ -405,8 +415,7 @@ SCRIPT_HELP = {
 }
 #: Choices of a shared key that differ per script.
 SCRIPT_CHOICES = {("model_name", "rhemo"): RHEMO_MODELS, ("model_name", "ser"): SER_MODELS,
-                  ("save_model_metric", "rhemo"): ("total_loss", "recon"),
-                  ("save_model_metric", "ser"): ("loss", "acc", "wa", "ua", "f1")}
+                  **{("save_model_metric", script): tuple(MONITORS[script]) for script in SCRIPTS}}
 
 
 def build_parser(script: str, description: str) -> argparse.ArgumentParser:
