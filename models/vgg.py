@@ -82,7 +82,6 @@ class VGGNet(nn.Module):
         architecture: a key of ``VGG_types``.
         classifier_dropout: dropout after each hidden classifier layer.
         flatten_dim: input size of the first classifier Linear; None → derived from ``input_shape``.
-        verbose: print tensor shapes on every forward (debugging aid).
         quat: quaternion convs and hidden Linears.
         num_classes: outputs of the final (real) Linear.
         hidden_size: width of the hidden classifier layers (multiple of 4 when ``quat``).
@@ -94,12 +93,11 @@ class VGGNet(nn.Module):
     """
 
     def __init__(self, architecture: str = "VGG16", classifier_dropout: float = 0.5,
-                 flatten_dim: Optional[int] = None, verbose: bool = False, quat: bool = False,
+                 flatten_dim: Optional[int] = None, quat: bool = False,
                  num_classes: int = 4, hidden_size: int = 4096, in_channels: Optional[int] = None,
                  input_shape: Optional[Sequence[int]] = None) -> None:
         super().__init__()
         self.quat = bool(quat)
-        self.verbose = bool(verbose)
         self.architecture = architecture
         self.in_channels = check_in_channels(in_channels, self.quat, _NAME)
         num_classes = check_positive_int(num_classes, "num_classes", _NAME)
@@ -141,12 +139,4 @@ class VGGNet(nn.Module):
             raise ValueError(f"{_NAME}: input {tuple(x.shape)} gives {n} values per example after the trunk but "
                              f"flatten_dim is {self.flatten_dim} (built for input {self.input_shape}); pass "
                              f"flatten_dim={n} or input_shape={tuple(x.shape[1:])}")
-        if self.verbose:
-            print(f"{_NAME}: input {tuple(x.shape)}")
-        x = self.features(x)
-        if self.verbose:
-            print(f"{_NAME}: features {tuple(x.shape)}")
-        x = self.classifier(torch.flatten(x, 1))
-        if self.verbose:
-            print(f"{_NAME}: output {tuple(x.shape)}")
-        return x
+        return self.classifier(torch.flatten(self.features(x), 1))

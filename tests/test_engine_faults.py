@@ -227,4 +227,4 @@ def test_a_speaker_protocol_the_store_cannot_fill_is_one_line(tmp_path, capsys, 
 
 
 def test_the_schema_monitors_are_the_ones_the_engine_computes():
-    assert {s: set(m) for s, m in config.SCRIPT_MONITORS.items()} == {s: set(m) for s, m in loop.MONITORS.items()}
+    assert {s: set(m) for s, m in config.MONITORS.items()} == {s: set(m) for s, m in loop.MONITORS.items()}

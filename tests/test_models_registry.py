@@ -90,8 +90,8 @@ def test_accepted_kwargs():
         "quat", "classifier_quat", "hidden_size", "flatten_dim", "classifier_dropout", "embeddings_dim",
         "num_classes"]
     assert registry.accepted_kwargs("AlexNet")[:4] == ["quat", "num_classes", "hidden_size", "classifier_dropout"]
-    assert registry.accepted_kwargs("VGGNet")[:7] == ["architecture", "classifier_dropout", "flatten_dim", "verbose",
-                                                      "quat", "num_classes", "hidden_size"]
+    assert registry.accepted_kwargs("VGGNet")[:6] == ["architecture", "classifier_dropout", "flatten_dim", "quat",
+                                                      "num_classes", "hidden_size"]
 
 
 def test_count_parameters_by_hand():
