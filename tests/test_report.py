@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 
 from rhemo.experiments import report
 from rhemo.experiments.report import RunInfo
+from rhemo.train import runfolder
 
 
 def ser_metrics(wa: float, ua: float, f1: float, params: int = 1234, epochs: int = 10, seconds: float = 60.0,
@@ -63,14 +64,14 @@ def exp_dir(tmp_path: Path) -> Path:
 
 
 def test_read_metrics_statuses(tmp_path):
-    assert report.read_metrics(tmp_path / "none.json")[0] == "missing"
+    assert runfolder.read_metrics(tmp_path / "none.json")[0] == "missing"
     bad = tmp_path / "bad.json"
     for text in ('{"a": ', "[1, 2]", '{"status": "running"}', "\xff\xfe"):
         bad.write_text(text, encoding="latin-1")
-        status, metrics, note = report.read_metrics(bad)
+        status, metrics, note = runfolder.read_metrics(bad)
         assert status == "corrupt" and metrics is None and note
     bad.write_text('{"status": "done", "test": {"wa": 0.5}}')
-    assert report.read_metrics(bad) == ("done", {"status": "done", "test": {"wa": 0.5}}, "")
+    assert runfolder.read_metrics(bad) == ("done", {"status": "done", "test": {"wa": 0.5}}, "")
 
 
 def test_fold_records(exp_dir):

@@ -8,7 +8,7 @@ import torch
 
 from engine_helpers import FOUR, make_rhemo_weights, make_store, read_metrics, rhemo_config, run_script, ser_config
 from rhemo.data.store import SegmentStore
-from rhemo.experiments import report
+from rhemo.train import runfolder
 from rhemo.train.config import validate
 from rhemo.data.selection import select_rows
 
@@ -99,5 +99,5 @@ def test_weights_not_trained_here_are_reported_in_one_line(tmp_path, capsys):
     lines = [l for l in capsys.readouterr().out.splitlines() if "was not trained by training_RHemo.py" in l]
     assert len(lines) == 1 and "70 %" in lines[0]
     assert read_metrics(out)["rhemo_check"]["status"] == "unverified"
-    assert report.read_metrics(out / "metrics.json")[2] == "RH-emo: unverified"   # the spreadsheet's note column
+    assert runfolder.read_metrics(out / "metrics.json")[2] == "RH-emo: unverified"   # the spreadsheet's note column
     assert not (store / "embeddings").exists()    # batch statistics: no embedding cache

@@ -15,7 +15,8 @@ appear in a file. ``seeds``, references to other runs' checkpoints (``{"experime
 
 For every selected run and every fold ``k < num_folds`` the launcher
 
-1. writes the resolved configuration to ``<output>/<file stem>/<run>/fold<k>/config.json``;
+1. writes the resolved configuration to ``<output>/<file stem>/<run>[/seed<s>]/fold<k>/config.json`` (the
+   names are :mod:`rhemo.train.runfolder`'s);
 2. starts ``python <script> --config that/config.json`` in its own process (working directory: the folder of
    the training scripts, i.e. the repository root, so relative paths in experiment files are relative to it),
    echoing its output to the console and appending it to ``run.log`` in the fold folder;
@@ -43,17 +44,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, BinaryIO, Sequence, TextIO
 
+from rhemo.atomic import write_json, write_text
 from rhemo.experiments import paper_table, references, report
 from rhemo.train import protocol, runfolder
 from rhemo.train.config import SCRIPT_FILES, ConfigError, coerce, options_for, validate
+from rhemo.train.runfolder import CONFIG_FILE, ERROR_FILE, METRICS_FILE, PREVIOUS_METRICS_FILE
 from rhemo.train.runtime import LAUNCHER_PID_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GLOBAL_KEY = "global_parameters"
-#: keys the launcher reads itself; they are removed before the training-script schema is checked
-LAUNCHER_KEYS = ("script", "nproc", "seeds")
 #: keys the launcher sets per fold; an experiment file may not set them
 LAUNCHER_SET_KEYS = ("fold", "output_dir", "gpu_id")
 TAIL_LINES = 50
@@ -214,10 +215,18 @@ class RunPlan:
         run_dir = Path(output_folder) / self.experiment.stem / str(self.run)
         return run_dir if self.seed_folder is None else run_dir / f"seed{self.seed_folder}"
 
+    def fold_dir(self, output_folder: Path, fold: int) -> Path:
+        return runfolder.fold_dir(self.run_dir(output_folder), fold)
+
+    def file_config(self, **fold_keys: Any) -> dict[str, Any]:
+        """The configuration as its fold's ``config.json`` holds it: the launcher's own keys (``script``,
+        ``nproc``: taken out of the file's run by :func:`resolve_run`) back in front, then ``fold_keys``."""
+        return {"script": self.script_file, "nproc": self.nproc, **self.config, **fold_keys}
+
     def info(self, output_folder: Path) -> report.RunInfo:
         label = str(self.run) if self.seed_folder is None else f"{self.run}/seed{self.seed_folder}"
         return report.RunInfo.from_config(self.experiment.stem, label, self.run_dir(output_folder),
-                                          {**self.config, "script": self.script_file})
+                                          self.file_config())
 
 
 def merge_run(experiment: Experiment, run: int) -> dict[str, Any]:
@@ -227,7 +236,9 @@ def merge_run(experiment: Experiment, run: int) -> dict[str, Any]:
 
 def resolve_run(experiment: Experiment, run: int, nproc_override: int | None = None,
                 prepared: dict[str, Any] | None = None, source: str | None = None) -> RunPlan:
-    """Merge and validate one run; ConfigError names the file, the run, the key and the expected type.
+    """Merge and validate one run (the only validation of its config in the launcher: the fold keys added by
+    :func:`fold_config` are valid by construction); ConfigError names the file, the run, the key and the
+    expected type.
 
     ``prepared``: the run's parameters already merged (and overridden, references replaced by paths) by
     :func:`plan_run`; None merges the file's run as it is.
@@ -253,11 +264,10 @@ def resolve_run(experiment: Experiment, run: int, nproc_override: int | None = N
 
 
 def fold_config(plan: RunPlan, fold: int, fold_dir: Path, gpu_id: int) -> dict[str, Any]:
-    """The complete configuration of one fold, as written to its ``config.json``."""
-    config = {**plan.config, **references.reference_paths(plan.references, fold), "fold": fold,
-              "output_dir": str(fold_dir), "gpu_id": gpu_id}
-    config = validate(config, script=plan.kind, source=f"{plan.source}, fold {fold}")
-    return {"script": plan.script_file, "nproc": plan.nproc, **config}
+    """The complete configuration of one fold, as written to its ``config.json``: the validated run config with
+    the fold's own checkpoint references, ``fold`` (< num_folds), ``output_dir`` and ``gpu_id`` (>= 0)."""
+    return plan.file_config(**references.reference_paths(plan.references, fold), fold=fold,
+                            output_dir=str(fold_dir), gpu_id=gpu_id)
 
 
 def fold_command(plan: RunPlan, config_path: Path, scripts_dir: Path) -> list[str]:
@@ -359,6 +369,26 @@ def _die_with_parent_hook():
     return hook
 
 
+def _pump(stream: BinaryIO, tail: _Tail, log: BinaryIO, console: TextIO) -> None:
+    """Copy a child's output to ``tail``, ``log`` and ``console`` until it closes (a reader thread's loop)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while True:
+        chunk = stream.read1(65536)
+        if not chunk:
+            break
+        tail.add(chunk)
+        try:
+            log.write(chunk)
+            log.flush()
+        except ValueError:  # log closed: a leftover grandchild still holds the pipe after we gave up
+            break
+        try:
+            console.write(decoder.decode(chunk))
+            console.flush()
+        except (OSError, ValueError):  # console closed: keep logging
+            pass
+
+
 def run_process(command: Sequence[str], cwd: Path, log_path: Path, timeout_seconds: float | None,
                 console: TextIO | None = None, stop_grace: float | None = None) -> ProcessResult:
     """Run ``command``, echoing its merged stdout/stderr to ``console`` and appending it to ``log_path``.
@@ -374,7 +404,6 @@ def run_process(command: Sequence[str], cwd: Path, log_path: Path, timeout_secon
     stop_grace = STOP_GRACE_SECONDS if stop_grace is None else stop_grace
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{LAUNCHER_PID_ENV: str(os.getpid())})
     tail = _Tail()
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     start = time.monotonic()
     with open(log_path, "ab") as log:
         header = f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode()
@@ -389,25 +418,7 @@ def run_process(command: Sequence[str], cwd: Path, log_path: Path, timeout_secon
             log.write(f"{message}\n".encode())
             return ProcessResult(127, False, False, [message], time.monotonic() - start)
 
-        def pump() -> None:
-            assert proc.stdout is not None
-            while True:
-                chunk = proc.stdout.read1(65536)
-                if not chunk:
-                    break
-                tail.add(chunk)
-                try:
-                    log.write(chunk)
-                    log.flush()
-                except ValueError:  # log closed: a leftover grandchild still holds the pipe after we gave up
-                    break
-                try:
-                    console.write(decoder.decode(chunk))
-                    console.flush()
-                except (OSError, ValueError):  # console closed: keep logging
-                    pass
-
-        reader = threading.Thread(target=pump, daemon=True)
+        reader = threading.Thread(target=_pump, args=(proc.stdout, tail, log, console), daemon=True)
         timed_out = interrupted = False
         try:
             reader.start()
@@ -424,15 +435,9 @@ def run_process(command: Sequence[str], cwd: Path, log_path: Path, timeout_secon
 
 
 # --------------------------------------------------------------------------------------------- folds
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def fold_finished(fold_dir: Path) -> bool:
     """True when the fold's ``metrics.json`` exists and is a readable finished record."""
-    return report.read_metrics(Path(fold_dir) / report.METRICS_FILE)[0] == "done"
+    return runfolder.read_metrics(Path(fold_dir) / METRICS_FILE)[0] == "done"
 
 
 @dataclass
@@ -466,10 +471,10 @@ def run_fold(plan: RunPlan, fold: int, opts: LaunchOptions, console: TextIO) -> 
     The fold folder is locked (:class:`rhemo.train.runfolder.FoldLock`) while the fold runs: a second
     launcher on the same experiment skips the fold and says so.
     """
-    fold_dir = plan.run_dir(opts.output_folder) / f"fold{fold}"
+    fold_dir = plan.fold_dir(opts.output_folder, fold)
     label = f"{plan.experiment.stem} run {plan.run} fold {fold}"
     if fold_finished(fold_dir) and not opts.force:
-        print(f"[skip] {label}: already finished ({fold_dir / report.METRICS_FILE} exists; --force re-runs it)",
+        print(f"[skip] {label}: already finished ({fold_dir / METRICS_FILE} exists; --force re-runs it)",
               file=console)
         return "skipped"
     lock = runfolder.FoldLock(fold_dir)
@@ -486,30 +491,30 @@ def run_fold(plan: RunPlan, fold: int, opts: LaunchOptions, console: TextIO) -> 
 def _run_locked_fold(plan: RunPlan, fold: int, fold_dir: Path, label: str, opts: LaunchOptions,
                      console: TextIO) -> str:
     """:func:`run_fold` once the fold's lock is held."""
-    metrics_path = fold_dir / report.METRICS_FILE
+    metrics_path = fold_dir / METRICS_FILE
     if fold_finished(fold_dir) and not opts.force:  # finished by another launcher while we waited for the lock
         print(f"[skip] {label}: already finished ({metrics_path} exists; --force re-runs it)", file=console)
         return "skipped"
-    error_path = fold_dir / report.ERROR_FILE
-    config_path = fold_dir / "config.json"
+    error_path = fold_dir / ERROR_FILE
+    config_path = fold_dir / CONFIG_FILE
     config = fold_config(plan, fold, fold_dir, opts.gpu_id)
     differences = [] if opts.force else _foreign_config(config_path, config)
     if differences:
         reason = (f"{fold_dir} holds a run with a different config ({', '.join(differences)} differ); --force "
                   f"retrains it")
-        _write_atomic(error_path, f"{label}: {reason}\n")
+        write_text(error_path, f"{label}: {reason}\n")
         print(f"[FAIL] {label}: {reason}. Going on.", file=console, flush=True)
         return "failed"
     if metrics_path.exists():
         # a forced re-run (or an unreadable record): keep the old record aside so a crash cannot pass for done
-        os.replace(metrics_path, fold_dir / runfolder.PREVIOUS_METRICS_FILE)
+        os.replace(metrics_path, fold_dir / PREVIOUS_METRICS_FILE)
     if error_path.exists():
         error_path.unlink()
-    _write_atomic(config_path, json.dumps(config, indent=2) + "\n")
+    write_json(config_path, config)
     command = fold_command(plan, config_path, opts.scripts_dir) + (["--force"] if opts.force else [])
     print(f"[run ] {label}: {' '.join(command)}", file=console, flush=True)
     timeout = None if opts.timeout_hours is None else opts.timeout_hours * 3600.0
-    result = run_process(command, opts.scripts_dir, fold_dir / "run.log", timeout, console)
+    result = run_process(command, opts.scripts_dir, fold_dir / report.RUN_LOG_FILE, timeout, console)
     return _record_outcome(result, fold_dir, label, command, opts, console)
 
 
@@ -538,13 +543,13 @@ def _record_outcome(result: ProcessResult, fold_dir: Path, label: str, command: 
     elif result.timed_out:
         reason = f"timed out after {result.seconds:.0f} s (--timeout_hours {opts.timeout_hours})"
     elif result.returncode == 0:
-        reason = f"exit code 0 but no readable {report.METRICS_FILE} was written"
+        reason = f"exit code 0 but no readable {METRICS_FILE} was written"
     else:
         reason = f"exit code {result.returncode}"
-    error_path = fold_dir / report.ERROR_FILE
-    lines = [f"{label}: {reason}", f"command: {' '.join(command)}", f"full output: {fold_dir / 'run.log'}",
+    error_path = fold_dir / ERROR_FILE
+    lines = [f"{label}: {reason}", f"command: {' '.join(command)}", f"full output: {fold_dir / report.RUN_LOG_FILE}",
              f"--- last {len(result.tail)} lines of output ---", *result.tail]
-    _write_atomic(error_path, "\n".join(lines) + "\n")
+    write_text(error_path, "\n".join(lines) + "\n")
     if result.interrupted:
         print(f"[stop] {label}: {reason}", file=console, flush=True)
         return "interrupted"
@@ -622,7 +627,7 @@ def build_plans(opts: LaunchOptions) -> list[tuple[Experiment, list[RunPlan]]]:
 def _experiment_runs(experiment: Experiment, plans: list[RunPlan], output_folder: Path) -> list[report.RunInfo]:
     """The runs of the spreadsheet: the ones planned now plus the ones already on disk, by run number."""
     infos = {info.run: info for info in report.runs_on_disk(Path(output_folder) / experiment.stem)}
-    infos.update({str(p.run): p.info(output_folder) for p in plans})
+    infos.update({info.run: info for info in (p.info(output_folder) for p in plans)})
     return [infos[k] for k in sorted(infos, key=lambda r: (not r.isdigit(), int(r) if r.isdigit() else 0, r))]
 
 
@@ -655,9 +660,9 @@ def print_plan(plans: list[tuple[Experiment, list[RunPlan]]], opts: LaunchOption
                   f"nproc {plan.nproc}", file=console)
             print(f"    rules: {protocol.describe_rules(plan.config, plan.kind)}", file=console)
             for fold in range(plan.config["num_folds"]):
-                fold_dir = plan.run_dir(opts.output_folder) / f"fold{fold}"
+                fold_dir = plan.fold_dir(opts.output_folder, fold)
                 state = "finished, skip" if fold_finished(fold_dir) and not opts.force else "to run"
-                command = fold_command(plan, fold_dir / "config.json", opts.scripts_dir)
+                command = fold_command(plan, fold_dir / CONFIG_FILE, opts.scripts_dir)
                 print(f"    fold {fold} [{state}] {fold_dir}\n      {' '.join(command)}", file=console)
     print("dry run: every run is valid; nothing was started", file=console)
 
@@ -679,7 +684,7 @@ def print_references(plans: list[tuple[Experiment, list[RunPlan]]], console: Tex
 def start_fold(plan: RunPlan, fold: int, opts: LaunchOptions, console: TextIO) -> str:
     """:func:`run_fold`, unless a run this fold loads has not finished: then it is refused ('failed')."""
     blocked = references.unfinished(plan.references, fold)
-    if blocked and not (fold_finished(plan.run_dir(opts.output_folder) / f"fold{fold}") and not opts.force):
+    if blocked and not (fold_finished(plan.fold_dir(opts.output_folder, fold)) and not opts.force):
         for line in blocked:
             print(f"[refuse] {plan.experiment.stem} run {plan.run} fold {fold}: not started: {line}",
                   file=console, flush=True)

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -29,6 +27,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+
+from rhemo.atomic import atomic_path, write_json, write_text
+from rhemo.experiments.report import flat_numbers
+from rhemo.train.runfolder import FOLD_DIR_PATTERN, METRICS_FILE, SUMMARY_FILE, read_metrics
 
 CELLS_FILE = "paper_cells.csv"
 PUBLISHED_FILE = "published_results.csv"
@@ -42,7 +44,6 @@ PAIRS = (("Base", "RH-emo"), ("Base+pre", "RH-emo+pre"))
 TABLE_COLUMNS = ("corpus", "network", "variant", "setting", "metric", "ours_mean", "ours_std", "n_runs",
                  "published", "delta", "experiment", "run")
 _SEED_DIR = re.compile(r"^seed(\d+)$")
-_FOLD_DIR = re.compile(r"^fold(\d+)$")
 
 
 class TableError(ValueError):
@@ -125,24 +126,11 @@ def _finished_metrics(run_dir: Path) -> dict[str, dict[str, Any]]:
     for child in sorted(run_dir.iterdir()):
         if _SEED_DIR.match(child.name) and child.is_dir():
             found.update({f"{child.name}/{k}": v for k, v in _finished_metrics(child).items()})
-        elif _FOLD_DIR.match(child.name) and (child / "metrics.json").is_file():
-            try:
-                metrics = json.loads((child / "metrics.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue  # a corrupt record is not a finished training
-            if isinstance(metrics, dict) and metrics.get("status", "done") == "done":
+        elif FOLD_DIR_PATTERN.match(child.name) and (child / METRICS_FILE).is_file():
+            status, metrics, _ = read_metrics(child / METRICS_FILE)
+            if status == "done":  # a corrupt record is not a finished training
                 found[child.name] = metrics
     return found
-
-
-def _flat_numbers(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            out.update(_flat_numbers(value, f"{prefix}{key}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[f"{prefix}{key}"] = float(value)
-    return out
 
 
 def seed_summary(run_dir: Path) -> dict[str, Any]:
@@ -150,7 +138,7 @@ def seed_summary(run_dir: Path) -> dict[str, Any]:
 
     ``mean_std`` is flat: {'test.wa': {'mean': ..., 'std': ...}, ...} over the keys every training has."""
     found = _finished_metrics(Path(run_dir))
-    flats = [_flat_numbers(m) for m in found.values()]
+    flats = [flat_numbers(m) for m in found.values()]
     common = [k for k in (flats[0] if flats else {}) if all(k in f for f in flats)]
     stats = {k: {"mean": float(np.mean([f[k] for f in flats])), "std": float(np.std([f[k] for f in flats]))}
              for k in common}
@@ -161,15 +149,9 @@ def seed_summary(run_dir: Path) -> dict[str, Any]:
 
 def write_seed_summary(run_dir: Path) -> Path:
     """Write ``<run_dir>/summary.json`` over all seeds and folds (atomically) and return its path."""
-    path = Path(run_dir) / "summary.json"
-    _write_text(path, json.dumps(seed_summary(run_dir), indent=2) + "\n")
+    path = Path(run_dir) / SUMMARY_FILE
+    write_json(path, seed_summary(run_dir))
     return path
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------- the table
@@ -266,7 +248,7 @@ def write_csv(rows: list[Row], path: Path) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (_fmt(v, 4) if isinstance(v, float) else v) for k, v in row.record().items()})
-    _write_text(path, buffer.getvalue())
+    write_text(path, buffer.getvalue())
 
 
 def _cell_text(row: Row | None) -> str:
@@ -328,9 +310,8 @@ def write_xlsx(rows: list[Row], tests: list[dict[str, Any]], path: Path) -> None
     stats.append(list(keys))
     for t in tests:
         stats.append([t[k] for k in keys])
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    book.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        book.save(tmp)
 
 
 def write_chart(rows: list[Row], path: Path) -> None:
@@ -360,10 +341,9 @@ def write_chart(rows: list[Row], path: Path) -> None:
         ax.set_title(corpus)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: TESS bars reach 100
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_all(results: Path, experiments_folder: Path, console: TextIO | None = None) -> int:
@@ -382,10 +362,10 @@ def write_all(results: Path, experiments_folder: Path, console: TextIO | None = 
     tests = wilcoxon_tests(rows)
     write_csv(rows, results / "paper_table.csv")
     text = markdown(rows, tests)
-    _write_text(results / "paper_table.md", text)
+    write_text(results / "paper_table.md", text)
     write_xlsx(rows, tests, results / "paper_table.xlsx")
     write_chart(rows, results / "paper_table.png")
-    _write_text(results / "paper_table_wilcoxon.json", json.dumps(tests, indent=2) + "\n")
+    write_json(results / "paper_table_wilcoxon.json", tests)
     filled = sum(r.ours_mean is not None for r in rows if r.metric == METRICS[0][0])
     print(text, file=console)
     print(f"{filled} of {len(cells)} cells have finished runs; written: "

@@ -30,12 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from rhemo.train.config import ConfigError, defaults, options_for, coerce
+from rhemo.train.config import SCRIPT_FILES, ConfigError, coerce, defaults, options_for
+from rhemo.train.runfolder import CHECKPOINT_FILE, FOLD_DIR_PATTERN, METRICS_FILE, fold_dir
 
 #: configuration keys that may hold a reference to another run's checkpoint
 REFERENCE_KEYS = ("load_pretrained", "r2he_model_path")
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.json"
 SAME = "same"
 _REFERENCE_FIELDS = ("experiment", "run", "fold", "seed")
 
@@ -83,10 +82,8 @@ class Reference:
     output_folder: Path
 
     def fold_dir(self, fold: int) -> Path:
-        run_dir = self.output_folder / self.stem / str(self.run)
-        if self.seed is not None:
-            run_dir = run_dir / f"seed{self.seed}"
-        return run_dir / f"fold{fold if self.fold is None else self.fold}"
+        return fold_dir(self.output_folder / self.stem / str(self.run), fold if self.fold is None else self.fold,
+                        self.seed)
 
     def path(self, fold: int) -> str:
         return str(self.fold_dir(fold) / CHECKPOINT_FILE)
@@ -113,7 +110,7 @@ def seeds_on_disk(run_dir: Path) -> list[int] | None | str:
     seeds = sorted(int(n[4:]) for n in names if n.startswith("seed") and n[4:].isdigit())
     if seeds:
         return seeds
-    return None if any(n.startswith("fold") for n in names) else NOT_ON_DISK
+    return None if any(FOLD_DIR_PATTERN.match(n) for n in names) else NOT_ON_DISK
 
 
 def reference_paths(references: dict[str, Reference], fold: int) -> dict[str, str]:
@@ -170,8 +167,7 @@ def run_params(merged: dict[str, Any], source: str, override: dict[str, Any], st
     params = {**merged, **override}
     file_seeds = coerce(options_for("launcher")["seeds"], params.pop("seeds", None), source)
     if store_root is not None:
-        script = params.get("script")
-        kind = {"training_RHemo.py": "rhemo", "training_SER.py": "ser"}.get(script, "ser")
+        kind = SCRIPT_FILES.get(params.get("script"), "ser")
         params["store_path"] = str(Path(store_root) / Path(params.get("store_path",
                                                                       defaults(kind)["store_path"])).name)
     return RunParams(params, cli_seeds if cli_seeds is not None else file_seeds, source)

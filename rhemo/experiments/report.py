@@ -1,9 +1,10 @@
 """Experiment reports: fold status, per-run ``summary.json``, the xlsx spreadsheet and the console results table.
 
-Everything is read back from the run folders written by the training scripts and the launcher::
+Everything is read back from the run folders written by the training scripts and the launcher (their file
+names and the fold rule are :mod:`rhemo.train.runfolder`'s)::
 
-    results/<experiment>/<run>/fold<k>/{config.json, metrics.json, error.txt, run.log, ...}
-    results/<experiment>/<run>/summary.json            mean ± std over the finished folds
+    results/<experiment>/<run>[/seed<s>]/fold<k>/{config.json, metrics.json, error.txt, run.log, ...}
+    results/<experiment>/<run>[/seed<s>]/summary.json  mean ± std over the finished folds
     results/<experiment>/<experiment>_results.csv      tidy: one row per run × fold (pandas.read_csv reads it as is)
     results/<experiment>/<experiment>_results.xlsx     sheet 'folds' (the same rows), sheet 'mean ± std' (one per run)
 
@@ -20,19 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from rhemo.atomic import atomic_path, json_safe, write_json
 from rhemo.train.config import SCRIPT_FILES
 from rhemo.train.metrics import mean_std
+from rhemo.train.runfolder import CONFIG_FILE, ERROR_FILE, METRICS_FILE, SUMMARY_FILE, fold_dir, read_metrics
 
-METRICS_FILE = "metrics.json"
-ERROR_FILE = "error.txt"
-CONFIG_FILE = "config.json"
-SUMMARY_FILE = "summary.json"
+#: the launcher's copy of a fold's console output (beside error.txt)
+RUN_LOG_FILE = "run.log"
 STATUSES = ("done", "failed", "corrupt", "missing")
 KIND_TITLES = {"ser": "SER", "rhemo": "RH-emo"}
 
@@ -72,10 +72,30 @@ def _run_sort_key(run: str) -> tuple:
     return (0, int(run), "") if run.isdigit() else (1, 0, run)
 
 
-def runs_on_disk(experiment_dir: Path) -> list[RunInfo]:
-    """The runs found under ``experiment_dir`` (numbered folders whose folds hold a readable ``config.json``).
+def _seed_dirs(run_dir: Path) -> list[tuple[int, Path]]:
+    """The ``seed<s>`` sub-folders of a run folder as (s, path), sorted by s."""
+    found = [(int(p.name[4:]), p) for p in run_dir.iterdir()
+             if p.is_dir() and p.name.startswith("seed") and p.name[4:].isdigit()]
+    return sorted(found)
 
-    A numbered folder without any readable fold configuration is reported on stderr and left out.
+
+def _run_info(experiment: str, label: str, run_dir: Path) -> RunInfo | None:
+    """The run of ``run_dir`` from its first readable fold ``config.json`` (None when there is none)."""
+    for config_path in sorted(run_dir.glob(f"fold*/{CONFIG_FILE}")):
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            return RunInfo.from_config(experiment, label, run_dir, config)
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return None
+
+
+def runs_on_disk(experiment_dir: Path) -> list[RunInfo]:
+    """The runs found under ``experiment_dir``: numbered folders whose folds hold a readable ``config.json``.
+
+    A run trained over seeds (``<run>/seed<s>/fold<k>``) gives one RunInfo per seed, labelled ``<run>/seed<s>``
+    (as the launcher labels it). A numbered folder without any readable fold configuration is reported on
+    stderr and left out.
     """
     experiment_dir = Path(experiment_dir)
     if not experiment_dir.is_dir():
@@ -83,38 +103,12 @@ def runs_on_disk(experiment_dir: Path) -> list[RunInfo]:
     infos = []
     for run_dir in sorted((p for p in experiment_dir.iterdir() if p.is_dir() and p.name.isdigit()),
                           key=lambda p: int(p.name)):
-        info = None
-        for config_path in sorted(run_dir.glob(f"fold*/{CONFIG_FILE}")):
-            try:
-                config = json.loads(config_path.read_text(encoding="utf-8"))
-                info = RunInfo.from_config(experiment_dir.name, run_dir.name, run_dir, config)
-                break
-            except (OSError, ValueError, TypeError, AttributeError):
-                continue
-        if info is None:
+        folders = [(f"{run_dir.name}/seed{seed}", path) for seed, path in _seed_dirs(run_dir)]
+        found = [_run_info(experiment_dir.name, label, path) for label, path in folders or [(run_dir.name, run_dir)]]
+        if not any(found):
             print(f"report: {run_dir} has no readable fold*/{CONFIG_FILE}; left out of the report", file=sys.stderr)
-        else:
-            infos.append(info)
+        infos += [info for info in found if info is not None]
     return infos
-
-
-def read_metrics(path: Path) -> tuple[str, dict[str, Any] | None, str]:
-    """Read a ``metrics.json``: (status, metrics or None, note). Never raises on a bad file.
-
-    status is 'done', 'missing' (no file) or 'corrupt' (unreadable, not an object, or status not 'done').
-    """
-    path = Path(path)
-    if not path.exists():
-        return "missing", None, ""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return "corrupt", None, f"unreadable {path.name}: {exc}"
-    if not isinstance(data, dict):
-        return "corrupt", None, f"{path.name} is not a JSON object"
-    if data.get("status", "done") != "done":
-        return "corrupt", None, f"{path.name} has status {data.get('status')!r}"
-    return "done", data, str(data.get("note") or "")
 
 
 @dataclass
@@ -137,8 +131,8 @@ def fold_record(fold_dir: Path, fold: int) -> FoldRecord:
                 first = error_path.read_text(encoding="utf-8", errors="replace").splitlines()
             except OSError:
                 first = []
-            return FoldRecord(fold, "failed", None, first[0] if first else "error.txt is empty")
-        if (Path(fold_dir) / "run.log").exists():
+            return FoldRecord(fold, "failed", None, first[0] if first else f"{ERROR_FILE} is empty")
+        if (Path(fold_dir) / RUN_LOG_FILE).exists():
             note = "started but not finished"
     return FoldRecord(fold, status, metrics, note)
 
@@ -146,7 +140,7 @@ def fold_record(fold_dir: Path, fold: int) -> FoldRecord:
 def fold_records(info: RunInfo) -> list[FoldRecord]:
     """One record per fold of the run, ``fold0`` … ``fold<num_folds-1>``. A stage-1 RH-emo run's emotion
     accuracies (heads it never trained, see :func:`untrained_heads`) are left out."""
-    records = [fold_record(info.run_dir / f"fold{k}", k) for k in range(info.num_folds)]
+    records = [fold_record(fold_dir(info.run_dir, k), k) for k in range(info.num_folds)]
     if untrained_heads(info.config):
         for record in records:
             if record.metrics is not None:
@@ -200,20 +194,6 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run_summary(info: RunInfo) -> dict[str, Any]:
     """The content of ``summary.json``: fold statuses and mean ± std of every numeric metric.
 
@@ -222,7 +202,7 @@ def run_summary(info: RunInfo) -> dict[str, Any]:
     (nan becomes null).
     """
     records = fold_records(info)
-    return _json_safe({
+    return json_safe({
         "experiment": info.experiment, "run": info.run, "script": info.script_file, "model_name": info.model_name,
         "quat": info.quat, "num_folds": info.num_folds,
         "folds_done": sum(r.status == "done" for r in records),
@@ -235,7 +215,7 @@ def write_run_summary(info: RunInfo) -> Path:
     """Write ``<run_dir>/summary.json`` atomically and return its path."""
     info.run_dir.mkdir(parents=True, exist_ok=True)
     path = info.run_dir / SUMMARY_FILE
-    _write_atomic(path, json.dumps(run_summary(info), indent=2) + "\n")
+    write_json(path, run_summary(info))
     return path
 
 
@@ -273,7 +253,7 @@ def _scalar(value: Any) -> Any:
 
 def _fold_config(info: RunInfo, fold: int) -> dict[str, Any]:
     try:
-        config = json.loads((info.run_dir / f"fold{fold}" / CONFIG_FILE).read_text(encoding="utf-8"))
+        config = json.loads((fold_dir(info.run_dir, fold) / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return config if isinstance(config, dict) else {}
@@ -386,15 +366,12 @@ def write_tables(experiment_dir: Path, infos: Sequence[RunInfo]) -> tuple[Path, 
     experiment_dir.mkdir(parents=True, exist_ok=True)
     results = results_frame(infos)
     csv_path, xlsx_path = table_paths(experiment_dir)
-    tmp_csv = csv_path.with_name(csv_path.name + ".tmp")
-    results.to_csv(tmp_csv, index=False)
-    os.replace(tmp_csv, csv_path)
-    tmp_xlsx = xlsx_path.with_name(xlsx_path.name + ".tmp")
-    with pd.ExcelWriter(tmp_xlsx, engine="openpyxl") as writer:
+    with atomic_path(csv_path) as tmp_csv:
+        results.to_csv(tmp_csv, index=False)
+    with atomic_path(xlsx_path) as tmp_xlsx, pd.ExcelWriter(tmp_xlsx, engine="openpyxl") as writer:
         for name, frame in (("folds", results), ("mean ± std", summary_frame(results))):
             frame.to_excel(writer, sheet_name=name, index=False)
             _format_sheet(writer.sheets[name], frame)
-    os.replace(tmp_xlsx, xlsx_path)
     return csv_path, xlsx_path
 
 
