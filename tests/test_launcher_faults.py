@@ -167,3 +167,17 @@ def test_a_fold_holding_another_config_is_refused_and_force_reaches_the_script(r
     (root / fold0 / "metrics.json").unlink()
     assert launcher.launch(options(root), console=io.StringIO()) == 0
     assert "--force" not in calls(root)[-1]["argv"]
+
+
+def test_dry_run_refuses_a_monitor_the_script_does_not_compute(root):
+    experiment(root, save_model_metric="recon")
+    done = subprocess.run([sys.executable, str(REPO / "exp_instance.py"), "--ids", "[1]", "--dry_run",
+                           "--experiments_folder", str(root / "experiments"),
+                           "--output_folder", str(root / "results"), "--scripts_dir", str(root)],
+                          capture_output=True, text=True, cwd=root, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "1_x.txt, run 1" in lines[0] and "key 'save_model_metric'" in lines[0] and "'recon'" in lines[0]
+    assert "expected one of loss, acc, wa, ua, f1" in lines[0]
+    assert not (root / "results").exists()
