@@ -628,7 +628,7 @@ def _experiment_runs(experiment: Experiment, plans: list[RunPlan], output_folder
     """The runs of the spreadsheet: the ones planned now plus the ones already on disk, by run number."""
     infos = {info.run: info for info in report.runs_on_disk(Path(output_folder) / experiment.stem)}
     infos.update({info.run: info for info in (p.info(output_folder) for p in plans)})
-    return [infos[k] for k in sorted(infos, key=lambda r: (not r.isdigit(), int(r) if r.isdigit() else 0, r))]
+    return [infos[label] for label in sorted(infos, key=report.run_sort_key)]
 
 
 def _update_reports(experiment: Experiment, plans: list[RunPlan], plan: RunPlan, output_folder: Path,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from rhemo.train.config import SCRIPT_FILES, ConfigError, coerce, defaults, options_for
+from rhemo.train.config import SCRIPT_FILES, ConfigError, coerce, defaults, options_for, parse_json_object
 from rhemo.train.runfolder import CHECKPOINT_FILE, FOLD_DIR_PATTERN, METRICS_FILE, fold_dir
 
 #: configuration keys that may hold a reference to another run's checkpoint
@@ -59,12 +59,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def parse_override(text: str) -> dict[str, Any]:
     """Parse ``--override``: a JSON object of configuration keys merged over every run."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--override: invalid JSON ({exc.msg} at column {exc.colno}) in {text!r}") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"--override: expected a JSON object such as {{\"num_epochs\": 1}}, got {text!r}")
+    value = parse_json_object(text, "--override", 'a JSON object such as {"num_epochs": 1}')
     if "seeds" in value:
         raise ConfigError("--override: set seeds with --seeds, not in the override")
     return value

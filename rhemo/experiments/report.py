@@ -68,8 +68,13 @@ class RunInfo:
                    comment_2=str(config.get("comment_2", "") or ""), config=dict(config))
 
 
-def _run_sort_key(run: str) -> tuple:
-    return (0, int(run), "") if run.isdigit() else (1, 0, run)
+def run_sort_key(label: str) -> tuple:
+    """Order of run labels: numbered runs by number ('2' before '10'), a seeded run's seeds ('1/seed2') by seed
+    right after its number, any other label last."""
+    run, _, seed = label.partition("/seed")
+    if run.isdigit() and (not seed or seed.isdigit()):
+        return (0, int(run), int(seed) if seed else -1, "")
+    return (1, 0, 0, label)
 
 
 def _seed_dirs(run_dir: Path) -> list[tuple[int, Path]]:
@@ -294,7 +299,7 @@ def results_frame(infos: Iterable[RunInfo]):
     Runs sorted by number."""
     import pandas as pd
 
-    infos = sorted(infos, key=lambda i: _run_sort_key(i.run))
+    infos = sorted(infos, key=lambda i: run_sort_key(i.run))
     rows = [fold_row(info, record) for info in infos for record in fold_records(info)]
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS + METRIC_COLUMNS + TRAILING_COLUMNS)
     kinds = {info.kind for info in infos}
@@ -424,7 +429,7 @@ def console_table(infos: Iterable[RunInfo]) -> str:
     epochs, time per fold (s), status (finished folds / folds). SER and RH-emo runs get separate tables; below
     the RH-emo table, one line per fold whose ``metrics.json`` carries a health warning.
     """
-    infos = sorted(infos, key=lambda i: _run_sort_key(i.run))
+    infos = sorted(infos, key=lambda i: run_sort_key(i.run))
     blocks = []
     for kind in dict.fromkeys(i.kind for i in infos):
         metric_cols = _TABLE_METRICS[kind]

@@ -440,19 +440,25 @@ def build_parser(script: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_json_object(text: str, source: str, expected: str = "a JSON object") -> dict[str, Any]:
+    """Parse ``text`` as a JSON object (never evaluated as code); bad JSON or another JSON type raises
+    ConfigError naming ``source`` and saying what was ``expected``."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected {expected}, got {type(data).__name__}")
+    return data
+
+
 def load_json_object(path: Path) -> dict[str, Any]:
     """Read a JSON object from ``path``; a missing file or bad JSON raises ConfigError naming the file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
-    return data
+    return parse_json_object(text, str(path), "a JSON object at the top level")
 
 
 def parse_args(script: str, description: str, argv: list[str] | None = None) -> dict[str, Any]:
