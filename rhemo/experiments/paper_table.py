@@ -29,6 +29,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from rhemo.atomic import atomic_path, write_json, write_text
+from rhemo.experiments.references import SEED_DIR_PATTERN
 from rhemo.experiments.report import flat_numbers
 from rhemo.train.runfolder import FOLD_DIR_PATTERN, METRICS_FILE, SUMMARY_FILE, read_metrics
 
@@ -43,7 +44,6 @@ METRICS = (("test accuracy", "wa", True), ("test UA", "ua", False), ("test macro
 PAIRS = (("Base", "RH-emo"), ("Base+pre", "RH-emo+pre"))
 TABLE_COLUMNS = ("corpus", "network", "variant", "setting", "metric", "ours_mean", "ours_std", "n_runs",
                  "published", "delta", "experiment", "run")
-_SEED_DIR = re.compile(r"^seed(\d+)$")
 
 
 class TableError(ValueError):
@@ -124,7 +124,7 @@ def _finished_metrics(run_dir: Path) -> dict[str, dict[str, Any]]:
     if not run_dir.is_dir():
         return found
     for child in sorted(run_dir.iterdir()):
-        if _SEED_DIR.match(child.name) and child.is_dir():
+        if SEED_DIR_PATTERN.match(child.name) and child.is_dir():
             found.update({f"{child.name}/{k}": v for k, v in _finished_metrics(child).items()})
         elif FOLD_DIR_PATTERN.match(child.name) and (child / METRICS_FILE).is_file():
             status, metrics, _ = read_metrics(child / METRICS_FILE)
@@ -142,7 +142,7 @@ def seed_summary(run_dir: Path) -> dict[str, Any]:
     common = [k for k in (flats[0] if flats else {}) if all(k in f for f in flats)]
     stats = {k: {"mean": float(np.mean([f[k] for f in flats])), "std": float(np.std([f[k] for f in flats]))}
              for k in common}
-    seeds = sorted({int(_SEED_DIR.match(name.split("/")[0]).group(1)) for name in found if "/" in name})
+    seeds = sorted({int(SEED_DIR_PATTERN.match(name.split("/")[0]).group(1)) for name in found if "/" in name})
     return {"run_dir": str(run_dir), "seeds_done": seeds, "trainings_done": len(found), "trainings": sorted(found),
             "mean_std": {k: v for k, v in stats.items() if math.isfinite(v["mean"])}}
 

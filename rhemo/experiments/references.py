@@ -26,6 +26,7 @@ they let the shipped files run unchanged on small corpora (``make paper-mini``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +37,8 @@ from rhemo.train.runfolder import CHECKPOINT_FILE, FOLD_DIR_PATTERN, METRICS_FIL
 #: configuration keys that may hold a reference to another run's checkpoint
 REFERENCE_KEYS = ("load_pretrained", "r2he_model_path")
 SAME = "same"
+#: a seed folder's name (``<run>/seed<s>``); group 1 is the seed
+SEED_DIR_PATTERN = re.compile(r"^seed(\d+)$")
 _REFERENCE_FIELDS = ("experiment", "run", "fold", "seed")
 
 
@@ -95,17 +98,26 @@ class Reference:
 NOT_ON_DISK = "not on disk"
 
 
+def seed_dirs(run_dir: Path) -> list[tuple[int, Path]]:
+    """The ``seed<s>`` sub-folders of a run folder as (s, path), sorted by s."""
+    found = []
+    for child in Path(run_dir).iterdir():
+        match = SEED_DIR_PATTERN.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
 def seeds_on_disk(run_dir: Path) -> list[int] | None | str:
     """How a run folder was trained: its seeds (``seed<s>`` folders), None (``fold<k>`` folders, unseeded) or
     :data:`NOT_ON_DISK`."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return NOT_ON_DISK
-    names = [p.name for p in run_dir.iterdir() if p.is_dir()]
-    seeds = sorted(int(n[4:]) for n in names if n.startswith("seed") and n[4:].isdigit())
+    seeds = [seed for seed, _ in seed_dirs(run_dir)]
     if seeds:
         return seeds
-    return None if any(FOLD_DIR_PATTERN.match(n) for n in names) else NOT_ON_DISK
+    return None if any(FOLD_DIR_PATTERN.match(p.name) and p.is_dir() for p in run_dir.iterdir()) else NOT_ON_DISK
 
 
 def reference_paths(references: dict[str, Reference], fold: int) -> dict[str, str]:

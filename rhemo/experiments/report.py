@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rhemo.atomic import atomic_path, json_safe, write_json
+from rhemo.experiments.references import seed_dirs
 from rhemo.train.config import SCRIPT_FILES
 from rhemo.train.metrics import mean_std
 from rhemo.train.runfolder import CONFIG_FILE, ERROR_FILE, METRICS_FILE, SUMMARY_FILE, fold_dir, read_metrics
@@ -77,13 +78,6 @@ def run_sort_key(label: str) -> tuple:
     return (1, 0, 0, label)
 
 
-def _seed_dirs(run_dir: Path) -> list[tuple[int, Path]]:
-    """The ``seed<s>`` sub-folders of a run folder as (s, path), sorted by s."""
-    found = [(int(p.name[4:]), p) for p in run_dir.iterdir()
-             if p.is_dir() and p.name.startswith("seed") and p.name[4:].isdigit()]
-    return sorted(found)
-
-
 def _run_info(experiment: str, label: str, run_dir: Path) -> RunInfo | None:
     """The run of ``run_dir`` from its first readable fold ``config.json`` (None when there is none)."""
     for config_path in sorted(run_dir.glob(f"fold*/{CONFIG_FILE}")):
@@ -108,7 +102,7 @@ def runs_on_disk(experiment_dir: Path) -> list[RunInfo]:
     infos = []
     for run_dir in sorted((p for p in experiment_dir.iterdir() if p.is_dir() and p.name.isdigit()),
                           key=lambda p: int(p.name)):
-        folders = [(f"{run_dir.name}/seed{seed}", path) for seed, path in _seed_dirs(run_dir)]
+        folders = [(f"{run_dir.name}/seed{seed}", path) for seed, path in seed_dirs(run_dir)]
         found = [_run_info(experiment_dir.name, label, path) for label, path in folders or [(run_dir.name, run_dir)]]
         if not any(found):
             print(f"report: {run_dir} has no readable fold*/{CONFIG_FILE}; left out of the report", file=sys.stderr)
