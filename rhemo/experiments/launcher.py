@@ -638,7 +638,7 @@ def _update_reports(experiment: Experiment, plans: list[RunPlan], plan: RunPlan,
     try:
         report.write_run_summary(plan.info(output_folder))
         if plan.seed_folder is not None:
-            paper_table.write_seed_summary(plan.run_dir(output_folder).parent)
+            report.write_seed_summary(plan.run_dir(output_folder).parent)
         table, sheet = report.write_tables(Path(output_folder) / experiment.stem,
                                            _experiment_runs(experiment, plans, output_folder))
     except Exception as exc:  # noqa: BLE001 - a report problem must not cost the remaining trainings

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -29,9 +28,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from rhemo.atomic import atomic_path, write_json, write_text
-from rhemo.experiments.references import SEED_DIR_PATTERN
-from rhemo.experiments.report import flat_numbers
-from rhemo.train.runfolder import FOLD_DIR_PATTERN, METRICS_FILE, SUMMARY_FILE, read_metrics
+from rhemo.experiments.report import finished_metrics
 
 CELLS_FILE = "paper_cells.csv"
 PUBLISHED_FILE = "published_results.csv"
@@ -118,42 +115,6 @@ def read_published(path: Path) -> dict[tuple[str, str, str, str], float]:
     return values
 
 
-def _finished_metrics(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Every finished training of a run folder: {'seed1/fold0' or 'fold0': metrics} (seeds and folds)."""
-    found = {}
-    if not run_dir.is_dir():
-        return found
-    for child in sorted(run_dir.iterdir()):
-        if SEED_DIR_PATTERN.match(child.name) and child.is_dir():
-            found.update({f"{child.name}/{k}": v for k, v in _finished_metrics(child).items()})
-        elif FOLD_DIR_PATTERN.match(child.name) and (child / METRICS_FILE).is_file():
-            status, metrics, _ = read_metrics(child / METRICS_FILE)
-            if status == "done":  # a corrupt record is not a finished training
-                found[child.name] = metrics
-    return found
-
-
-def seed_summary(run_dir: Path) -> dict[str, Any]:
-    """Mean ± std (ddof 0) of every numeric metric over all finished seeds and folds of a seeded run folder.
-
-    ``mean_std`` is flat: {'test.wa': {'mean': ..., 'std': ...}, ...} over the keys every training has."""
-    found = _finished_metrics(Path(run_dir))
-    flats = [flat_numbers(m) for m in found.values()]
-    common = [k for k in (flats[0] if flats else {}) if all(k in f for f in flats)]
-    stats = {k: {"mean": float(np.mean([f[k] for f in flats])), "std": float(np.std([f[k] for f in flats]))}
-             for k in common}
-    seeds = sorted({int(SEED_DIR_PATTERN.match(name.split("/")[0]).group(1)) for name in found if "/" in name})
-    return {"run_dir": str(run_dir), "seeds_done": seeds, "trainings_done": len(found), "trainings": sorted(found),
-            "mean_std": {k: v for k, v in stats.items() if math.isfinite(v["mean"])}}
-
-
-def write_seed_summary(run_dir: Path) -> Path:
-    """Write ``<run_dir>/summary.json`` over all seeds and folds (atomically) and return its path."""
-    path = Path(run_dir) / SUMMARY_FILE
-    write_json(path, seed_summary(run_dir))
-    return path
-
-
 # ----------------------------------------------------------------------------------------------- the table
 @dataclass
 class Row:
@@ -194,7 +155,7 @@ def build_rows(cells: list[Cell], published: dict, stems: dict[int, str], result
     rows = []
     for cell in cells:
         stem = stems.get(cell.experiment)
-        found = {} if stem is None else _finished_metrics(Path(results) / stem / str(cell.run))
+        found = {} if stem is None else finished_metrics(Path(results) / stem / str(cell.run))
         for name, key, has_published in METRICS:
             values = [100.0 * m["test"][key] for m in found.values()
                       if isinstance(m.get("test"), dict) and isinstance(m["test"].get(key), (int, float))]

@@ -5,6 +5,7 @@ names and the fold rule are :mod:`rhemo.train.runfolder`'s)::
 
     results/<experiment>/<run>[/seed<s>]/fold<k>/{config.json, metrics.json, error.txt, run.log, ...}
     results/<experiment>/<run>[/seed<s>]/summary.json  mean ± std over the finished folds
+    results/<experiment>/<run>/summary.json            of a seeded run: over all its seeds and folds
     results/<experiment>/<experiment>_results.csv      tidy: one row per run × fold (pandas.read_csv reads it as is)
     results/<experiment>/<experiment>_results.xlsx     sheet 'folds' (the same rows), sheet 'mean ± std' (one per run)
 
@@ -26,11 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from rhemo.atomic import atomic_path, json_safe, write_json
-from rhemo.experiments.references import seed_dirs
+from rhemo.experiments.references import SEED_DIR_PATTERN, seed_dirs
 from rhemo.train.config import SCRIPT_FILES
 from rhemo.train.metrics import mean_std
-from rhemo.train.runfolder import CONFIG_FILE, ERROR_FILE, METRICS_FILE, SUMMARY_FILE, fold_dir, read_metrics
+from rhemo.train.runfolder import (CONFIG_FILE, ERROR_FILE, FOLD_DIR_PATTERN, METRICS_FILE, SUMMARY_FILE, fold_dir,
+                                   read_metrics)
 
 #: the launcher's copy of a fold's console output (beside error.txt)
 RUN_LOG_FILE = "run.log"
@@ -215,6 +219,43 @@ def write_run_summary(info: RunInfo) -> Path:
     info.run_dir.mkdir(parents=True, exist_ok=True)
     path = info.run_dir / SUMMARY_FILE
     write_json(path, run_summary(info))
+    return path
+
+
+def finished_metrics(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every finished training of a run folder: {'seed1/fold0' or 'fold0': metrics} (seeds and folds)."""
+    found = {}
+    if not run_dir.is_dir():
+        return found
+    for child in sorted(run_dir.iterdir()):
+        if SEED_DIR_PATTERN.match(child.name) and child.is_dir():
+            found.update({f"{child.name}/{k}": v for k, v in finished_metrics(child).items()})
+        elif FOLD_DIR_PATTERN.match(child.name) and (child / METRICS_FILE).is_file():
+            status, metrics, _ = read_metrics(child / METRICS_FILE)
+            if status == "done":  # a corrupt record is not a finished training
+                found[child.name] = metrics
+    return found
+
+
+def seed_summary(run_dir: Path) -> dict[str, Any]:
+    """Mean ± std (ddof 0) of every numeric metric over all finished seeds and folds of a seeded run folder.
+
+    ``mean_std`` is flat: {'test.wa': {'mean': ..., 'std': ...}, ...} over the keys every training has."""
+    found = finished_metrics(Path(run_dir))
+    flats = [flat_numbers(m) for m in found.values()]
+    common = [k for k in (flats[0] if flats else {}) if all(k in f for f in flats)]
+    stats = {k: {"mean": float(np.mean([f[k] for f in flats])), "std": float(np.std([f[k] for f in flats]))}
+             for k in common}
+    seeds = sorted({int(SEED_DIR_PATTERN.match(name.split("/")[0]).group(1)) for name in found if "/" in name})
+    return {"run_dir": str(run_dir), "seeds_done": seeds, "trainings_done": len(found), "trainings": sorted(found),
+            "mean_std": {k: v for k, v in stats.items() if math.isfinite(v["mean"])}}
+
+
+def write_seed_summary(run_dir: Path) -> Path:
+    """Write ``<run_dir>/summary.json`` over all seeds and folds (atomically) and return its path (the launcher
+    writes it after each seed; each ``seed<s>/summary.json`` is :func:`write_run_summary`'s)."""
+    path = Path(run_dir) / SUMMARY_FILE
+    write_json(path, seed_summary(run_dir))
     return path
 
 
@@ -457,11 +498,13 @@ def console_table(infos: Iterable[RunInfo]) -> str:
 
 # ------------------------------------------------------------------------------------------- CLI
 def regenerate(experiment_dir: Path) -> tuple[tuple[Path, Path], str]:
-    """Rewrite every run's summary.json and the results CSV and xlsx of ``experiment_dir`` from disk; return
-    the (csv, xlsx) paths and the console table."""
+    """Rewrite every run's summary.json (a seeded run's: each seed's and the one over its seeds) and the
+    results CSV and xlsx of ``experiment_dir`` from disk; return the (csv, xlsx) paths and the console table."""
     infos = runs_on_disk(experiment_dir)
     for info in infos:
         write_run_summary(info)
+    for seeded_run_dir in dict.fromkeys(i.run_dir.parent for i in infos if SEED_DIR_PATTERN.match(i.run_dir.name)):
+        write_seed_summary(seeded_run_dir)
     return write_tables(experiment_dir, infos), console_table(infos)
 
 
