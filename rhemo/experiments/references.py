@@ -99,13 +99,10 @@ NOT_ON_DISK = "not on disk"
 
 
 def seed_dirs(run_dir: Path) -> list[tuple[int, Path]]:
-    """The ``seed<s>`` sub-folders of a run folder as (s, path), sorted by s."""
-    found = []
-    for child in Path(run_dir).iterdir():
-        match = SEED_DIR_PATTERN.match(child.name)
-        if match and child.is_dir():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
+    """The ``seed<s>`` sub-folders of a run folder as (s, path), sorted by s (the seed twin of
+    :func:`rhemo.train.runfolder.fold_dirs`)."""
+    matches = ((SEED_DIR_PATTERN.match(child.name), child) for child in Path(run_dir).iterdir() if child.is_dir())
+    return sorted((int(match.group(1)), child) for match, child in matches if match)
 
 
 def seeds_on_disk(run_dir: Path) -> list[int] | None | str:
