@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.autoencoder import LATENT_SHAPE
 from models.registry import RHEMO_MODEL
 from rhemo.atomic import atomic_path
 from rhemo.data.normalisation import Normalisation
@@ -50,7 +51,8 @@ __all__ = ["FRONTEND_HIDDEN", "EMBEDDING_SHAPE", "FrontEndSource", "encoder_mode
 
 #: Head width of the rebuilt front end: the heads are never used, only the encoder.
 FRONTEND_HIDDEN = 4
-EMBEDDING_SHAPE = (4, 64, 64)
+#: an embedding is RH-emo's latent
+EMBEDDING_SHAPE = LATENT_SHAPE
 _CACHE_VERSION = "rhemo-embeddings/1"
 
 

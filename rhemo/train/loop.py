@@ -57,7 +57,7 @@ from rhemo.train.weights import WeightsError
 INPUT_ERRORS = (ConfigError, StoreError, DataError, CheckpointError, WeightsError, DeviceError)
 
 __all__ = ["MONITORS", "Task", "SERTask", "RHemoTask", "FitState", "TrainingInterrupted", "TrainingDiverged",
-           "run_guarded", "unwrap",
+           "run_guarded", "unwrap", "Training",
            "place_model", "run_pass", "evaluate", "evaluate_splits", "fit", "prepare_output_dir", "write_metrics",
            "RESUME_FREE_KEYS", "SPEEDUPS", "Speedups", "make_optimizer", "bf16_supported"]
 
@@ -149,7 +149,7 @@ def place_model(net: nn.Module, runtime: Runtime, channels_last: bool = False,
     if sync_batchnorm and runtime.distributed:
         if runtime.device.type == "cpu":
             raise DeviceError("sync_batchnorm true needs CUDA devices (torch's SyncBatchNorm runs on GPUs "
-                                  "only); on CPU set it to false: BatchNorm statistics are then per process")
+                              "only); on CPU set it to false: BatchNorm statistics are then per process")
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     net.to(runtime.device)
     if channels_last:

@@ -2,12 +2,15 @@
 
 A training script is a recipe of these steps; only the model, the task and the figures are its own::
 
-    out = recipe.start(cfg, "training_SER.py", force, process)                # seed, run folder, environment.json
-    data = recipe.RunData.load(cfg)                                    # store, label view + split, normalisation
-    loaders = recipe.Loaders.make(data.datasets(), cfg, process)       # training and evaluation loaders
-    ...                                                                # build the model and the task
+    out = recipe.start(cfg, "training_SER.py", force, process)     # seed, run folder, environment.json
+    data = recipe.RunData.load(cfg)                                # store, label view + split, normalisation
+    loaders = recipe.Loaders.make(data.datasets(), cfg, process)   # training and evaluation loaders
+    ...                                                            # the script's model and task
+    checkpoint = data.checkpoint(cfg, model_name, model_kwargs)    # what checkpoint.pt says besides weights
     state, results = recipe.train_best(model, net, task, loaders, cfg, process, out, checkpoint, show_keys)
-    recipe.finish(out, record, state, lines)                           # metrics.json, result lines
+    recipe.finish(out, {**data.record(...), **results}, state, lines)   # metrics.json, result lines
+
+``main`` is :func:`run_command`, which validates the config once per process.
 
 Only rank 0 writes files and prints; every rank trains and evaluates.
 """
