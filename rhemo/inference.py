@@ -61,7 +61,7 @@ from rhemo.data.normalisation import Normalisation
 # Extensions collected when a directory is walked (the ones preprocessing reads); explicitly named files are
 # tried whatever their extension.
 from rhemo.data.readers import AUDIO_EXTENSIONS
-from rhemo.train.checkpoint import CheckpointError, TrainedCheckpoint, load_checkpoint
+from rhemo.train.checkpoint import CheckpointError, TrainedCheckpoint, load_checkpoint, read_normalisation
 from rhemo.train.embeddings import RHemoEncoder, SERModel, encoder_model
 from rhemo.train.losses import VAD_NAMES
 from rhemo.train.runfolder import CHECKPOINT_FILE, LAST_FILE, fold_dirs
@@ -261,6 +261,14 @@ def _build_encoder(path: Path, info: Any) -> torch.nn.Module:
         raise _fail(path, f"the RH-emo 'encoder_state_dict' does not fit: {exc}") from None
 
 
+def _check_normalisation(path: Path, record: Any) -> Normalisation:
+    """The Normalisation of a checkpoint's 'normalisation' record; PredictorError naming ``path`` if unusable."""
+    try:
+        return read_normalisation(record, path)
+    except CheckpointError as exc:
+        raise PredictorError(str(exc)) from None
+
+
 def _read_checkpoint(path: Path) -> TrainedCheckpoint:
     try:
         return TrainedCheckpoint.from_payload(load_checkpoint(path, map_location="cpu"), path)
@@ -299,7 +307,7 @@ def _read_member(path: Path, device: torch.device) -> _Member:
     description = (f"{trained.model_name} ({'RH-emo, V/A/D heads' if is_rhemo else kind}"
                    f"{', on RH-emo embeddings' if on_embeddings else ''}), "
                    f"dataset {trained.dataset or '?'}, view {trained.label_view or '?'}")
-    return _Member(path=path, network=network, normalisation=trained.norm(), label_names=trained.label_names,
+    return _Member(path=path, network=network, normalisation=_check_normalisation(path, trained.normalisation), label_names=trained.label_names,
                    settings=trained.settings(), has_vad=is_rhemo, description=description)
 
 

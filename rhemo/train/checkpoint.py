@@ -16,6 +16,7 @@ prefix that DistributedDataParallel adds.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import math
 import os
@@ -32,7 +33,7 @@ from rhemo.data.normalisation import Normalisation
 from rhemo.errors import DataError
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "TrainedCheckpoint", "save_checkpoint", "load_checkpoint",
-           "file_sha256", "plain_state_dict", "check_payload", "state_dict_mismatch"]
+           "file_sha256", "plain_state_dict", "check_payload", "state_dict_mismatch", "read_normalisation"]
 
 CHECKPOINT_FORMAT = "rhemo-ckpt/1"
 
@@ -281,10 +282,8 @@ class TrainedCheckpoint:
     @classmethod
     def from_payload(cls, payload: Any, source: str | os.PathLike) -> "TrainedCheckpoint":
         """Check a loaded ``checkpoint.pt`` field by field; CheckpointError ``checkpoint <source>: ...``."""
-        def fail(message: str) -> CheckpointError:
-            return CheckpointError(f"checkpoint {source}: {message}")
-
-        _check_format(payload, fail)
+        fail = functools.partial(_invalid, source)
+        _check_format(payload, source)
         missing = [key for key in _REQUIRED_KEYS if key not in payload]
         if missing:
             raise fail(f"missing key(s) {', '.join(missing)}")
@@ -295,7 +294,7 @@ class TrainedCheckpoint:
             FeatureSettings.from_dict(payload["feature_settings"])
         except (TypeError, ValueError, KeyError) as exc:
             raise fail(f"bad 'feature_settings': {exc}") from None
-        _check_normalisation(payload["normalisation"], fail)
+        read_normalisation(payload["normalisation"], source)
         if not isinstance(payload["model_kwargs"], dict):
             raise fail(f"'model_kwargs' must be a dict, got {payload['model_kwargs']!r}")
         try:
@@ -312,11 +311,13 @@ class TrainedCheckpoint:
     def settings(self) -> FeatureSettings:
         return FeatureSettings.from_dict(self.feature_settings)
 
-    def norm(self) -> Normalisation:
-        return Normalisation.from_dict(self.normalisation)
+
+def _invalid(source: str | os.PathLike, message: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {source}: {message}")
 
 
-def _check_format(payload: Any, fail) -> None:
+def _check_format(payload: Any, source: str | os.PathLike) -> None:
+    fail = functools.partial(_invalid, source)
     if not isinstance(payload, dict):
         raise fail(f"not a checkpoint written by {_WRITTEN_BY} (it holds a {type(payload).__name__})")
     if payload.get("format") == CHECKPOINT_FORMAT:
@@ -329,7 +330,10 @@ def _check_format(payload: Any, fail) -> None:
                f"{CHECKPOINT_FORMAT!r})")
 
 
-def _check_normalisation(norm: Any, fail) -> None:
+def read_normalisation(norm: Any, source: str | os.PathLike) -> Normalisation:
+    """The :class:`Normalisation` of a checkpoint's 'normalisation' record; CheckpointError
+    ``checkpoint <source>: ...`` when it is not usable (kind, finite numbers, a positive scale, its transform)."""
+    fail = functools.partial(_invalid, source)
     if not isinstance(norm, dict) or norm.get("kind") not in ("max", "zscore"):
         raise fail(f"'normalisation' must be a dict with kind 'max' or 'zscore', got {norm!r}")
     for key in ("max",) if norm["kind"] == "max" else ("mean", "std"):
@@ -340,6 +344,6 @@ def _check_normalisation(norm: Any, fail) -> None:
     if norm[positive] <= 0:
         raise fail(f"normalisation '{positive}' must be > 0, got {norm[positive]!r}")
     try:
-        Normalisation.from_dict(norm)
+        return Normalisation.from_dict(norm)
     except DataError as exc:
         raise fail(str(exc)) from None
