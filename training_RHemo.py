@@ -21,20 +21,14 @@ finished run, or a run of another config, is refused; --force retrains it.
 """
 from __future__ import annotations
 
-import functools
 import sys
 
-from models.registry import count_parameters, create_model
-from rhemo.data.store import SegmentStore
-from rhemo.train import config, loaders as data, runtime as device, health, loop, plots, provenance
+from models.registry import RHEMO_MODEL, count_parameters, create_model
+from rhemo.train import config, health, loop, plots, provenance, recipe, runfolder, runtime
 from rhemo.train.diagnostics import rhemo_diagnostics
-from rhemo.train.environment import write_environment
 from rhemo.train.tensorboard_log import log_figures
 from rhemo.train.weights import load_rhemo
-from rhemo.data.normalisation import compute_normalisation, pad_start
-from rhemo.data.selection import select_rows
 
-MODEL_NAME = "simple_autoencoder_2_vad"
 AUTHORS_CLASSES = 5  # the authors' discrete head: neu, ang, hap, sad, other
 
 
@@ -49,96 +43,78 @@ def load_stage1(model, path: str) -> None:
     model.load_state_dict(source.state_dict(), strict=True)
 
 
-def write_figures(net, cfg: dict, state: loop.FitState, val_dataset, label_names: list[str], out, runtime
-                  ) -> None:
+def write_figures(net, cfg: dict, state: loop.FitState, val_dataset, label_names: list[str], out,
+                  process: runtime.Runtime) -> None:
     """curves.png and diagnostics.png of the finished run, also in its TensorBoard log if asked (rank 0)."""
     kind = "quaternion" if cfg["model_quat"] else "real"
     stage = "stage 1, reconstruction only" if cfg["loss_beta"] == 0 else f"β = {cfg['loss_beta']:g}"
     title = f"RH-emo ({kind} decoder, {stage}) — {out.parent.name}/{out.name}"
-    plots.plot_rhemo_curves(state.history, out / "curves.png", title, alpha=cfg["loss_alpha"],
+    plots.plot_rhemo_curves(state.history, out / runfolder.CURVES_FILE, title, alpha=cfg["loss_alpha"],
                             beta=cfg["loss_beta"], beta_class=cfg["loss_beta_class"], beta_vad=cfg["loss_beta_vad"],
                             best_epoch=state.best_epoch)
-    diagnostics = rhemo_diagnostics(net, val_dataset, label_names, runtime.device)
-    plots.plot_rhemo_diagnostics(diagnostics, out / "diagnostics.png",
+    diagnostics = rhemo_diagnostics(net, val_dataset, label_names, process.device)
+    plots.plot_rhemo_diagnostics(diagnostics, out / runfolder.DIAGNOSTICS_FILE,
                                  f"{title}, best epoch {state.best_epoch}: validation segments")
-    log_figures(out, cfg["tensorboard"], ["curves.png", "diagnostics.png"], state.epochs)
+    log_figures(out, cfg["tensorboard"], [runfolder.CURVES_FILE, runfolder.DIAGNOSTICS_FILE], state.epochs)
 
 
-def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
-    """One run from the validated config: data, model, fit, final evaluation, run folder. ``force`` retrains
-    in a folder holding a finished run or a run of another config (see loop.prepare_output_dir)."""
-    device.seed_everything(cfg["seed"])
-    out = loop.prepare_output_dir(cfg["output_dir"], cfg, "training_RHemo.py", force=force)
-    if runtime.is_main:
-        write_environment(out, runtime.device, runtime.world_size)
-    task = loop.RHemoTask(alpha=cfg["loss_alpha"], beta=cfg["loss_beta"], beta_class=cfg["loss_beta_class"],
+def rhemo_task(cfg: dict) -> loop.RHemoTask:
+    return loop.RHemoTask(alpha=cfg["loss_alpha"], beta=cfg["loss_beta"], beta_class=cfg["loss_beta_class"],
                           beta_vad=cfg["loss_beta_vad"], warmup_epochs=cfg["emo_loss_warmup_epochs"],
                           holes=cfg["emo_loss_holes"], monitor=cfg["save_model_metric"],
                           recon_div4=cfg["loss_recon_div4"])
 
-    # data: label view + split of the store, normalised by the training split's maximum
-    store = SegmentStore(cfg["store_path"])
-    selection = select_rows(store, cfg)
-    norm = compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
-                                      frames=pad_start(store.feature_settings),
-                                      transform=cfg["input_transform"])
-    datasets = data.make_datasets(store.predictors, selection, norm)
-    origin = provenance.rhemo_provenance(cfg, store, cfg["load_pretrained"])
-    batch, workers = cfg["batch_size"], cfg["num_workers"]
-    train_loader = data.make_train_loader(datasets["train"], batch, cfg["seed"], runtime, workers)
-    eval_loaders = {s: data.make_eval_loader(ds, data.eval_batch_size(cfg), runtime, workers)
-                    for s, ds in datasets.items()}
 
-    # model: 5 logits at least, so that the authors' weights (and stage 1 → stage 2) always fit
-    model_kwargs = {"quat": cfg["model_quat"], "hidden_size": cfg["model_hidden_size"],
-                    "classifier_dropout": cfg["model_classifier_dropout"],
-                    "num_classes": max(AUTHORS_CLASSES, len(selection.label_names))}
-    net = create_model(MODEL_NAME, **model_kwargs)
-    monitor = health.EpochMonitor(datasets, runtime.device, alpha=cfg["loss_alpha"])
+def build_rhemo(cfg: dict, model_kwargs: dict, datasets: dict, process: runtime.Runtime):
+    """(RH-emo, its health monitor): a new RH-emo with the configured bias initialisation, or stage 1's weights
+    (load_pretrained)."""
+    net = create_model(RHEMO_MODEL, **model_kwargs)
+    monitor = health.EpochMonitor(datasets, process.device, alpha=cfg["loss_alpha"])
     health.init_encoder_biases(net, cfg["encoder_bias_init"])
     if cfg["decoder_bias_init"] == "data_mean":
         health.init_decoder_bias(net, float(monitor.train_bin_mean.double().mean()))
     if cfg["load_pretrained"]:
         load_stage1(net, cfg["load_pretrained"])
-    model = loop.place_model(net, runtime, cfg["channels_last"], cfg["sync_batchnorm"])
-    if runtime.is_main:
-        print(f"RH-emo {model_kwargs}: {count_parameters(net):,} trainable parameters; splits "
-              f"{selection.sizes()} segments; {runtime.world_size} process(es) on {runtime.device}", flush=True)
+    return net, monitor
 
-    def checkpoint_payload(trained) -> dict:
-        return {"model_name": MODEL_NAME, "model_kwargs": model_kwargs,
-                "state_dict": {k: v.detach().cpu() for k, v in trained.state_dict().items()},
-                "label_names": selection.label_names, "label_view": cfg["label_view"],
-                "dataset": store.dataset, "normalisation": norm.to_dict(),
-                "feature_settings": store.feature_settings.to_dict(), "rhemo": None, "provenance": origin}
 
-    state = loop.fit(model, task, train_loader, eval_loaders["val"], cfg=cfg, runtime=runtime, output_dir=out,
-                     payload_fn=checkpoint_payload, show_keys=["total", "recon", "emo", "acc"],
-                     epoch_callback=monitor)
+def result_lines(results: dict, report: dict) -> list[str]:
+    lines = [f"{split}: " + ", ".join(f"{k} {values[k]:.4f}" for k in ("total", "recon", "acc") if k in values)
+             for split, values in results.items()]
+    return lines + [health.summary_line(report),
+                    f"WARNING {report['warning']}" if report["warning"] else "RH-emo health: OK (no dead encoder "
+                    "channel, recon BCE beats the trivial predictors)"]
 
-    # final evaluation of the best epoch, with the training loss weights
-    net.load_state_dict(state.best_state)
-    results = loop.evaluate_splits(net, task, eval_loaders, runtime, cfg)
+
+def train(cfg: dict, process: runtime.Runtime, force: bool = False) -> None:
+    """One run from the validated config: data, model, fit, final evaluation, run folder. ``force`` retrains
+    in a folder holding a finished run or a run of another config (see loop.prepare_output_dir)."""
+    out = recipe.start(cfg, "training_RHemo.py", force, process)
+    task = rhemo_task(cfg)
+    data = recipe.RunData.load(cfg)
+    datasets = data.datasets()
+    origin = provenance.rhemo_provenance(cfg, data.store, cfg["load_pretrained"])
+    loaders = recipe.Loaders.make(datasets, cfg, process)
+    # 5 logits at least, so that the authors' weights (and stage 1 → stage 2) always fit
+    model_kwargs = {"quat": cfg["model_quat"], "hidden_size": cfg["model_hidden_size"],
+                    "classifier_dropout": cfg["model_classifier_dropout"],
+                    "num_classes": max(AUTHORS_CLASSES, len(data.label_names))}
+    net, monitor = build_rhemo(cfg, model_kwargs, datasets, process)
+    model = loop.place_model(net, process, cfg["channels_last"], cfg["sync_batchnorm"])
+    recipe.announce(f"RH-emo {model_kwargs}: {count_parameters(net):,} trainable parameters; splits "
+                    f"{data.selection.sizes()} segments; {process.world_size} process(es) on {process.device}")
+    checkpoint = data.checkpoint(cfg, RHEMO_MODEL, model_kwargs, provenance=origin)
+    state, results = recipe.train_best(model, net, task, loaders, cfg, process, out, checkpoint,
+                                       ["total", "recon", "emo", "acc"], epoch_callback=monitor)
     report = monitor.report(net, results["val"])
-    if runtime.is_main:
-        write_figures(net, cfg, state, datasets["val"], selection.label_names, out, runtime)
-    loop.write_metrics(out, {"script": "rhemo", "model_name": MODEL_NAME, "quat": cfg["model_quat"],
-                             "params": count_parameters(net), "label_names": selection.label_names,
-                             **results, "health": report}, state)
-    if runtime.is_main:
-        for split, values in results.items():
-            shown = ", ".join(f"{k} {values[k]:.4f}" for k in ("total", "recon", "acc") if k in values)
-            print(f"{split}: {shown}")
-        print(health.summary_line(report))
-        print(f"WARNING {report['warning']}" if report["warning"] else "RH-emo health: OK (no dead encoder channel, "
-              "recon BCE beats the trivial predictors)")
-        print(f"run folder: {out}")
+    if runtime.is_main_process():
+        write_figures(net, cfg, state, datasets["val"], data.label_names, out, process)
+    recipe.finish(out, {**data.record("rhemo", RHEMO_MODEL, cfg, net), **results, "health": report}, state,
+                  result_lines(results, report))
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, force = config.parse_command("rhemo", __doc__, argv)
-    runtime = device.setup(cfg["use_cuda"], cfg["gpu_id"])
-    return loop.run_guarded(functools.partial(train, force=force), cfg, runtime)
+    return recipe.run_command("rhemo", __doc__, train, argv)
 
 
 if __name__ == "__main__":

@@ -26,18 +26,13 @@ finished run, or a run of another config, is refused; --force retrains it.
 """
 from __future__ import annotations
 
-import functools
 import sys
 
 from models.registry import count_parameters, create_model, final_layer_prefix
-from rhemo.data.store import SegmentStore
-from rhemo.train import config, loaders as data, runtime as device, embeddings, health, loop, plots, provenance
-from rhemo.train.environment import write_environment
+from rhemo.train import config, embeddings, health, loop, plots, provenance, recipe, runfolder, runtime
+from rhemo.train.checkpoint import load_checkpoint, plain_state_dict, state_dict_mismatch
 from rhemo.train.predictions import write_predictions
 from rhemo.train.tensorboard_log import log_figures
-from rhemo.train.checkpoint import load_checkpoint, plain_state_dict
-from rhemo.data.normalisation import compute_normalisation, pad_start
-from rhemo.data.selection import select_rows
 
 
 def network_kwargs(cfg: dict, num_classes: int) -> dict:
@@ -54,141 +49,109 @@ def load_backbone(net, model_name: str, path: str) -> None:
     """Load every weight of a pretrained SER checkpoint except its final classification layer (strictly)."""
     state = plain_state_dict(load_checkpoint(path, map_location="cpu"))
     prefix = final_layer_prefix(model_name) + "."
-    kept = {k: v for k, v in state.items() if not k.startswith(prefix)}
-    own = net.state_dict()
-    missing = [k for k in own if k not in kept and not k.startswith(prefix)]
-    unexpected = [k for k in kept if k not in own]
-    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in kept.items()
-              if k in own and v.shape != own[k].shape]
-    if missing or unexpected or shapes:
+    mismatch = state_dict_mismatch(net.state_dict(), state, ignored_prefix=prefix)
+    if mismatch:
         raise config.ConfigError(f"load_pretrained {path} does not fit {model_name} (final layer {prefix}* "
-                                 f"excluded): missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes "
-                                 f"{shapes[:5]}")
-    net.load_state_dict(kept, strict=False)
+                                 f"excluded): {mismatch}")
+    net.load_state_dict({k: v for k, v in state.items() if not k.startswith(prefix)}, strict=False)
 
 
-def check_rhemo_leakage(cfg: dict, store, selection, runtime: device.Runtime):
+def check_rhemo_leakage(cfg: dict, data: recipe.RunData):
     """The RH-emo test-leakage check (None without a loaded RH-emo); its lines are printed once."""
     if not cfg["use_r2he"] or cfg["r2he_model_path"] is None:
         return None
-    check = provenance.check_test_overlap(cfg["r2he_model_path"], store, cfg, selection.rows["test"])
-    if runtime.is_main:
-        for line in check.lines:
-            print(line, flush=True)
+    check = provenance.check_test_overlap(cfg["r2he_model_path"], data.store, cfg, data.selection.rows["test"])
+    for line in check.lines:
+        recipe.announce(line)
     return check
 
 
-def write_figures(state: loop.FitState, results: dict, label_names: list[str], out, name: str, tensorboard: bool
-                  ) -> None:
-    """curves.png, confusion.png and confusion_utterance.png of the finished run, also in its TensorBoard log
-    if asked (rank 0)."""
-    plots.plot_ser_curves(state.history, out / "curves.png", f"{name} — {out.parent.name}/{out.name}",
-                          state.best_epoch)
-    which = "test" if results["test"] else "val"
-    shown = results[which]
-    for level, prefix, file_name in (("segments", "", "confusion.png"),
-                                     ("utterances", "utt_", "confusion_utterance.png")):
-        title = (f"{name}\n{which} {level}: WA {100 * shown[prefix + 'wa']:.1f}%, "
-                 f"UA {100 * shown[prefix + 'ua']:.1f}% — {out.parent.name}/{out.name}")
-        plots.plot_confusion(shown[prefix + "confusion"], label_names, out / file_name, title=title)
-    log_figures(out, tensorboard, ["curves.png", "confusion.png", "confusion_utterance.png"], state.epochs)
-
-
-def train(cfg: dict, runtime: device.Runtime, force: bool = False) -> None:
-    """One run from the validated config: data, model, fit, final evaluation, run folder. ``force`` retrains
-    in a folder holding a finished run or a run of another config (see loop.prepare_output_dir)."""
-    device.seed_everything(cfg["seed"])
-    out = loop.prepare_output_dir(cfg["output_dir"], cfg, "training_SER.py", force=force)
-    if runtime.is_main:
-        write_environment(out, runtime.device, runtime.world_size)
-
-    # data: label view + split of the store, normalisation from the training split
-    store = SegmentStore(cfg["store_path"])
-    selection = select_rows(store, cfg)
-    norm = compute_normalisation(store.predictors, selection.rows["train"], cfg["normalisation"],
-                                      frames=pad_start(store.feature_settings),
-                                      transform=cfg["input_transform"])
-    task = loop.SERTask(len(selection.label_names), cfg["save_model_metric"], selection.label_names)
-    rhemo_check = check_rhemo_leakage(cfg, store, selection, runtime)
-
-    # front end: frozen RH-emo with cached embeddings, RH-emo run per batch, or the raw spectrogram
-    rhemo = source = frontend = None
+def ser_inputs(cfg: dict, data: recipe.RunData, process: runtime.Runtime):
+    """What the SER network reads: (datasets, RH-emo front end run per batch or None, the checkpoint's 'rhemo'
+    entry of an RH-emo whose embeddings are cached or None, description for the logs). Cached embeddings of a
+    frozen RH-emo, RH-emo run per batch (fine-tuned, or BatchNorm with batch statistics), or the spectrogram."""
+    rhemo = source = None
     if cfg["use_r2he"]:
-        rhemo, source = embeddings.load_frontend(cfg["r2he_model_path"], runtime.device)
+        rhemo, source = embeddings.load_frontend(cfg["r2he_model_path"], process.device)
         health.check_loaded(rhemo, cfg["r2he_model_path"], cfg["input_transform"])
     per_batch_bn = cfg["r2he_bn_mode"] == "batch"
     if rhemo is not None and cfg["cache_embeddings"] and not cfg["finetune_r2he"] and not per_batch_bn:
-        features = embeddings.cached_embeddings(store, rhemo, norm, runtime.device,
-                                                progress=runtime.is_main and sys.stderr.isatty(),
+        features = embeddings.cached_embeddings(data.store, rhemo, data.norm, process.device,
+                                                progress=runtime.is_main_process() and sys.stderr.isatty(),
                                                 cache_dir=cfg["embeddings_cache"])
-        datasets = data.make_datasets(features, selection, None)
-        input_desc = "cached RH-emo embeddings (4x64x64)"
-    else:
-        datasets = data.make_datasets(store.predictors, selection, norm)
-        if rhemo is not None:
-            frontend = embeddings.RHemoEncoder(rhemo, trainable=cfg["finetune_r2he"], bn_mode=cfg["r2he_bn_mode"])
-        mode = "fine-tuned" if cfg["finetune_r2he"] else "frozen"
-        if per_batch_bn:
-            mode += ", BatchNorm with batch statistics, no cache"
-        input_desc = "spectrogram (1x512x128)" if rhemo is None else f"RH-emo embeddings per batch ({mode})"
-    batch, workers = cfg["batch_size"], cfg["num_workers"]
-    train_loader = data.make_train_loader(datasets["train"], batch, cfg["seed"], runtime, workers)
-    eval_loaders = {s: data.make_eval_loader(ds, data.eval_batch_size(cfg), runtime, workers)
-                    for s, ds in datasets.items()}
+        return (data.datasets(features), None, embeddings.rhemo_record(rhemo, source),
+                "cached RH-emo embeddings (4x64x64)")
+    datasets = data.datasets()
+    if rhemo is None:
+        return datasets, None, None, "spectrogram (1x512x128)"
+    frontend = embeddings.RHemoEncoder(rhemo, trainable=cfg["finetune_r2he"], bn_mode=cfg["r2he_bn_mode"],
+                                       source=source)
+    mode = "fine-tuned" if cfg["finetune_r2he"] else "frozen"
+    if per_batch_bn:
+        mode += ", BatchNorm with batch statistics, no cache"
+    return datasets, frontend, None, f"RH-emo embeddings per batch ({mode})"
 
-    # network (+ pretrained backbone), wrapped with its front end
-    model_name = cfg["model_name"]
-    model_kwargs = network_kwargs(cfg, len(selection.label_names))
+
+def write_outputs(state: loop.FitState, results: dict, segments: dict, data: recipe.RunData, out, name: str,
+                  tensorboard: bool) -> None:
+    """curves.png, confusion.png, confusion_utterance.png (also in the TensorBoard log if asked) and the
+    predictions CSVs of the finished run (rank 0)."""
+    plots.plot_ser_curves(state.history, out / runfolder.CURVES_FILE, f"{name} — {out.parent.name}/{out.name}",
+                          state.best_epoch)
+    which = "test" if results["test"] else "val"
+    shown = results[which]
+    for level, prefix, file_name in (("segments", "", runfolder.CONFUSION_FILE),
+                                     ("utterances", "utt_", runfolder.CONFUSION_UTTERANCE_FILE)):
+        title = (f"{name}\n{which} {level}: WA {100 * shown[prefix + 'wa']:.1f}%, "
+                 f"UA {100 * shown[prefix + 'ua']:.1f}% — {out.parent.name}/{out.name}")
+        plots.plot_confusion(shown[prefix + "confusion"], data.label_names, out / file_name, title=title)
+    log_figures(out, tensorboard, [runfolder.CURVES_FILE, runfolder.CONFUSION_FILE,
+                                   runfolder.CONFUSION_UTTERANCE_FILE], state.epochs)
+    table = data.store.table
+    for split in ("val", "test"):
+        if segments[split] is not None:
+            rows = data.selection.rows[split]
+            write_predictions(out / runfolder.predictions_file(split), segments[split]["logits"],
+                              segments[split]["target"], table.utterance_id[rows], table.speaker[rows],
+                              data.label_names)
+
+
+def result_lines(results: dict) -> list[str]:
+    return [f"{split}: loss {values['loss']:.4f}  WA {values['wa']:.4f}  UA {values['ua']:.4f}  "
+            f"F1 {values['f1']:.4f}  utterance WA {values['utt_wa']:.4f}" for split, values in results.items() if values]
+
+
+def train(cfg: dict, process: runtime.Runtime, force: bool = False) -> None:
+    """One run from the validated config: data, model, fit, final evaluation, run folder. ``force`` retrains
+    in a folder holding a finished run or a run of another config (see loop.prepare_output_dir)."""
+    out = recipe.start(cfg, "training_SER.py", force, process)
+    data = recipe.RunData.load(cfg)
+    task = loop.SERTask(len(data.label_names), cfg["save_model_metric"], data.label_names)
+    rhemo_check = check_rhemo_leakage(cfg, data)
+    datasets, frontend, cached_rhemo, input_desc = ser_inputs(cfg, data, process)
+    loaders = recipe.Loaders.make(datasets, cfg, process)
+    model_name, model_kwargs = cfg["model_name"], network_kwargs(cfg, len(data.label_names))
     net = create_model(model_name, **model_kwargs)
     if cfg["load_pretrained"]:
         load_backbone(net, model_name, cfg["load_pretrained"])
     ser = embeddings.SERModel(net, frontend)
-    model = loop.place_model(ser, runtime, cfg["channels_last"], cfg["sync_batchnorm"])
-    if runtime.is_main:
-        print(f"{model_name} {model_kwargs}: {count_parameters(net):,} trainable parameters; input: "
-              f"{input_desc}; splits {selection.sizes()} segments; {runtime.world_size} process(es) on "
-              f"{runtime.device}", flush=True)
-
-    def checkpoint_payload(trained) -> dict:
-        encoder = trained.frontend.rhemo if trained.frontend is not None else rhemo
-        return {"model_name": model_name, "model_kwargs": model_kwargs,
-                "state_dict": {k: v.detach().cpu() for k, v in trained.net.state_dict().items()},
-                "label_names": selection.label_names, "label_view": cfg["label_view"],
-                "dataset": store.dataset, "normalisation": norm.to_dict(),
-                "feature_settings": store.feature_settings.to_dict(),
-                "rhemo": None if encoder is None else embeddings.rhemo_record(encoder, source)}
-
-    state = loop.fit(model, task, train_loader, eval_loaders["val"], cfg=cfg, runtime=runtime, output_dir=out,
-                     payload_fn=checkpoint_payload, show_keys=["loss", "wa", "ua", "f1"])
-
-    # final evaluation of the best epoch
-    ser.load_state_dict(state.best_state)
-    results = loop.evaluate_splits(ser, task, eval_loaders, runtime, cfg)
+    model = loop.place_model(ser, process, cfg["channels_last"], cfg["sync_batchnorm"])
+    recipe.announce(f"{model_name} {model_kwargs}: {count_parameters(net):,} trainable parameters; input: "
+                    f"{input_desc}; splits {data.selection.sizes()} segments; {process.world_size} "
+                    f"process(es) on {process.device}")
+    checkpoint = data.checkpoint(cfg, model_name, model_kwargs, rhemo=cached_rhemo)
+    state, results = recipe.train_best(model, ser, task, loaders, cfg, process, out, checkpoint,
+                                       ["loss", "wa", "ua", "f1"])
     segments = {split: values.pop("segments", None) for split, values in results.items()}
-    if runtime.is_main:
+    if runtime.is_main_process():
         name = f"{model_name} {'quaternion' if cfg['model_quat'] else 'real'} on {input_desc}"
-        write_figures(state, results, selection.label_names, out, name, cfg["tensorboard"])
-        for split in ("val", "test"):
-            if segments[split] is not None:
-                rows = selection.rows[split]
-                write_predictions(out / f"predictions_{split}.csv", segments[split]["logits"],
-                                  segments[split]["target"], store.table.utterance_id[rows],
-                                  store.table.speaker[rows], selection.label_names)
-    loop.write_metrics(out, {"script": "ser", "model_name": model_name, "quat": cfg["model_quat"],
-                             "params": count_parameters(net), "label_names": selection.label_names,
-                             **(rhemo_check.record() if rhemo_check else {}), **results}, state)
-    if runtime.is_main:
-        for split, values in results.items():
-            if values:
-                print(f"{split}: loss {values['loss']:.4f}  WA {values['wa']:.4f}  UA {values['ua']:.4f}  "
-                      f"F1 {values['f1']:.4f}  utterance WA {values['utt_wa']:.4f}")
-        print(f"run folder: {out}")
+        write_outputs(state, results, segments, data, out, name, cfg["tensorboard"])
+    recipe.finish(out, {**data.record("ser", model_name, cfg, net), **(rhemo_check.record() if rhemo_check else {}),
+                        **results}, state, result_lines(results))
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, force = config.parse_command("ser", __doc__, argv)
-    runtime = device.setup(cfg["use_cuda"], cfg["gpu_id"])
-    return loop.run_guarded(functools.partial(train, force=force), cfg, runtime)
+    return recipe.run_command("ser", __doc__, train, argv)
 
 
 if __name__ == "__main__":

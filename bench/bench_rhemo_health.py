@@ -32,9 +32,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.registry import create_model  # noqa: E402
+from models.registry import RHEMO_MODEL, create_model  # noqa: E402
 from rhemo.data.store import SegmentStore  # noqa: E402
-from rhemo.train import config, health, loop, loaders as data, runtime as device  # noqa: E402
+from rhemo.train import config, health, loaders, loop, runtime  # noqa: E402
 from rhemo.data.normalisation import Normalisation, compute_normalisation
 from rhemo.data.selection import select_rows
 
@@ -90,18 +90,18 @@ def run(store_path: Path, seed: int, variant: dict, epochs: int) -> list[dict]:
     cfg = config.validate({"store_path": str(store_path), "label_view": view, "seed": seed, "loss_beta": 0.0,
                            "batch_size": 20, "learning_rate": variant.get("learning_rate", 1e-3)},
                           script="rhemo", source="bench")
-    device.seed_everything(seed)
-    runtime = device.Runtime(torch.device("cpu"))
+    runtime.seed_everything(seed)
+    process = runtime.Runtime(torch.device("cpu"))
     store = SegmentStore(store_path)
     selection = select_rows(store, cfg)
     norm = normalisation_for(store, selection.rows["train"], variant)
-    sets = data.make_datasets(store.predictors, selection, norm)
-    train_loader = data.make_train_loader(sets["train"], cfg["batch_size"], seed, runtime)
-    val_loader = data.make_eval_loader(sets["val"], cfg["batch_size"], runtime)
+    sets = loaders.make_datasets(store.predictors, selection, norm)
+    train_loader = loaders.make_train_loader(sets["train"], cfg["batch_size"], seed, process)
+    val_loader = loaders.make_eval_loader(sets["val"], cfg["batch_size"], process)
     train_bin_mean = health.bin_mean(sets["train"])
     trivial = health.trivial_bce(sets["train"], sets["val"], train_bin_mean)
     probe = health.probe_subset(sets["train"])
-    net = create_model("simple_autoencoder_2_vad", hidden_size=16, classifier_dropout=0.0,
+    net = create_model(RHEMO_MODEL, hidden_size=16, classifier_dropout=0.0,
                        num_classes=max(5, len(selection.label_names)))
     health.init_encoder_biases(net, variant.get("encoder_bias_init", 0.0))
     if variant.get("decoder_bias_init") == "data_mean":
@@ -116,9 +116,9 @@ def run(store_path: Path, seed: int, variant: dict, epochs: int) -> list[dict]:
         if epoch:
             train_loader.sampler.set_epoch(epoch - 1)
             net.train()
-            loop.run_pass(net, task, train_loader, runtime.device, optimizer=optimizer, epoch=epoch - 1)
-        val = loop.evaluate(net, task, val_loader, runtime.device)
-        report = health.health_report(net, probe, runtime.device, val["recon"], trivial)
+            loop.run_pass(net, task, train_loader, process.device, optimizer=optimizer, epoch=epoch - 1)
+        val = loop.evaluate(net, task, val_loader, process.device)
+        report = health.health_report(net, probe, process.device, val["recon"], trivial)
         dead = sum(report["dead_count"].values())
         records.append({"epoch": epoch, "dead_fraction": dead / sum(report["channels"].values()),
                         "dead": report["dead_count"], "recon": val["recon"], "trivial": trivial,

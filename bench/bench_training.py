@@ -93,20 +93,23 @@ class _Timers:
 
 
 def _engine_setup(spec: dict, cfg: dict):
-    """The scripts' data/model preparation (training_RHemo.py / training_SER.py): (model, task, loaders, payload)."""
+    """The scripts' data/model preparation (training_RHemo.py / training_SER.py): (process, model, net, task,
+    loaders, checkpoint)."""
     import torch
 
-    from models.registry import create_model
+    from models.registry import RHEMO_MODEL, create_model
     from rhemo.data.store import SegmentStore
-    from rhemo.train import loaders as data, runtime as device, embeddings, loop
+    from rhemo.train import embeddings, loaders, loop
+    from rhemo.train.checkpoint import TrainedCheckpoint
+    from rhemo.train.runtime import Runtime
 
-    runtime = device.Runtime(torch.device("cpu"))
+    process = Runtime(torch.device("cpu"))
     store = SegmentStore(cfg["store_path"])
     selection = select_rows(store, cfg)
     norm = compute_normalisation(store.predictors, selection.rows["train"], "max")
     array, ds_norm, frontend = store.predictors, norm, None
     if spec["script"] == "rhemo":
-        net = create_model("simple_autoencoder_2_vad", hidden_size=cfg["model_hidden_size"])
+        net = create_model(RHEMO_MODEL, hidden_size=cfg["model_hidden_size"])
         task = loop.RHemoTask(alpha=1.0, beta=cfg["loss_beta"], beta_class=1.0, beta_vad=cfg["loss_beta_vad"])
         model = net
     else:
@@ -115,24 +118,25 @@ def _engine_setup(spec: dict, cfg: dict):
         net = create_model(cfg["model_name"], **network_kwargs(cfg, len(selection.label_names)))
         task = loop.SERTask(len(selection.label_names))
         if cfg["model_quat"]:
-            rhemo, _ = embeddings.load_frontend(None, runtime.device)
+            rhemo, _ = embeddings.load_frontend(None, process.device)
             if spec["variant"] == "engine":
-                array, ds_norm = embeddings.cached_embeddings(store, rhemo, norm, runtime.device, progress=False), None
+                array, ds_norm = embeddings.cached_embeddings(store, rhemo, norm, process.device, progress=False), None
             else:
                 frontend = embeddings.RHemoEncoder(rhemo)
         model = embeddings.SERModel(net, frontend)
-    datasets = data.make_datasets(array, selection, ds_norm)
-    train_loader = data.make_train_loader(datasets["train"], cfg["batch_size"], cfg["seed"], runtime)
-    val_loader = data.make_eval_loader(datasets["val"], data.eval_batch_size(cfg), runtime)
-    return runtime, model, net, task, train_loader, val_loader
+    datasets = loaders.make_datasets(array, selection, ds_norm)
+    train_loader = loaders.make_train_loader(datasets["train"], cfg["batch_size"], cfg["seed"], process)
+    val_loader = loaders.make_eval_loader(datasets["val"], loaders.eval_batch_size(cfg), process)
+    checkpoint = TrainedCheckpoint(model_name=cfg["model_name"], model_kwargs={}, label_names=selection.label_names,
+                                   label_view=cfg["label_view"], dataset=store.dataset, normalisation=norm.to_dict(),
+                                   feature_settings=store.feature_settings.to_dict())
+    return process, model, net, task, train_loader, val_loader, checkpoint
 
 
 def measure_engine(spec: dict) -> dict:
     """``engine`` / ``off``: loop.fit for spec['epochs'] epochs plus a step timing on a resident batch."""
-    import torch
-
     from models.registry import count_parameters
-    from rhemo.train import config, runtime as device, loop
+    from rhemo.train import config, loop, runfolder, runtime
 
     off = spec["variant"] == "off"
     loop.SPEEDUPS.skip_idle_heads = loop.SPEEDUPS.fast_adam = not off
@@ -143,27 +147,26 @@ def measure_engine(spec: dict) -> dict:
     cfg = config.validate(params, script=spec["script"], source="bench")
     if off:
         cfg["eval_batch_size"] = cfg["batch_size"]
-    device.seed_everything(cfg["seed"])
+    runtime.seed_everything(cfg["seed"])
     started = time.perf_counter()
-    runtime, model, net, task, train_loader, val_loader = _engine_setup(spec, cfg)
+    process, model, net, task, train_loader, val_loader, checkpoint = _engine_setup(spec, cfg)
     setup_s = time.perf_counter() - started
     timers = _Timers(loop)
     epochs, clock = [], [time.perf_counter()]
 
-    def end_of_epoch(epoch: int) -> None:  # after last.pt is written: the whole epoch, writes included
-        clock.append(time.perf_counter())
-        epochs.append({**timers.take(), "epoch": clock[-1] - clock[-2]})
-
-    loop.AFTER_EPOCH_HOOKS.append(end_of_epoch)
+    sizes = {}
     with tempfile.TemporaryDirectory() as out:
         cfg["output_dir"] = out
-        sizes = {}
-        loop.AFTER_EPOCH_HOOKS.append(lambda epoch: sizes.update(
-            {name: os.path.getsize(Path(out) / name) / 2**20 for name in (loop.LAST_FILE, loop.BEST_FILE)
-             if (Path(out) / name).exists()}))
+
+        def end_of_epoch(epoch: int) -> None:  # after last.pt is written: the whole epoch, writes included
+            clock.append(time.perf_counter())
+            epochs.append({**timers.take(), "epoch": clock[-1] - clock[-2]})
+            sizes.update({name: os.path.getsize(Path(out) / name) / 2**20
+                          for name in (runfolder.LAST_FILE, runfolder.BEST_FILE) if (Path(out) / name).exists()})
+
         clock[0] = time.perf_counter()
-        loop.fit(model, task, train_loader, val_loader, cfg=cfg, runtime=runtime, output_dir=out,
-                 payload_fn=lambda trained: {"state_dict": trained.state_dict()}, show_keys=[])
+        loop.fit(model, task, train_loader, val_loader, cfg=cfg, runtime=process, output_dir=out,
+                 checkpoint=checkpoint, show_keys=[], after_epoch=end_of_epoch)
     step_s = _step_time(timers.run_pass, model, task, train_loader, spec["steps"], cfg)
     return {"setup_s": setup_s, "step_s": step_s, "params": count_parameters(net), "epochs": epochs,
             "files_mb": sizes, "segments": len(train_loader.dataset) + len(val_loader.dataset),
@@ -196,11 +199,11 @@ def measure_authors(spec: dict) -> dict:
 
     from models.registry import count_parameters, create_model
     from rhemo.data.store import SegmentStore
-    from rhemo.train import config, runtime as device
+    from rhemo.train import config, runtime
 
     params = {"store_path": spec["store"], **spec["overrides"]}
     cfg = config.validate(params, script="rhemo", source="bench")
-    device.seed_everything(cfg["seed"])
+    runtime.seed_everything(cfg["seed"])
     store = SegmentStore(cfg["store_path"])
     selection = select_rows(store, cfg)
     predictors = np.asarray(store.predictors)

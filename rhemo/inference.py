@@ -47,7 +47,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -55,22 +54,19 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from models.registry import create_model
+from models.registry import RHEMO_MODEL, create_model
+from rhemo.atomic import atomic_path
 from rhemo.data.features import AudioError, FeatureSettings, audio_to_segments, check_signal, load_audio
-from rhemo.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, plain_state_dict
-from rhemo.errors import DataError
 from rhemo.data.normalisation import Normalisation
-from rhemo.train.embeddings import RHEMO_NAME, RHemoEncoder, SERModel, encoder_model
+# Extensions collected when a directory is walked (the ones preprocessing reads); explicitly named files are
+# tried whatever their extension.
+from rhemo.data.readers import AUDIO_EXTENSIONS
+from rhemo.train.checkpoint import CheckpointError, TrainedCheckpoint, load_checkpoint, read_normalisation
+from rhemo.train.embeddings import RHemoEncoder, SERModel, encoder_model
+from rhemo.train.losses import VAD_NAMES
+from rhemo.train.runfolder import CHECKPOINT_FILE, LAST_FILE, fold_dirs
 
 MIN_SECONDS = 0.1
-CHECKPOINT_NAME = "checkpoint.pt"
-VAD_NAMES = ("valence", "arousal", "dominance")
-# Extensions collected when a directory is walked; explicitly named files are tried whatever their extension.
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-                              ".au", ".snd", ".w64", ".caf", ".m4a"})
-_FOLD_DIR = re.compile(r"^fold(\d+)$")
-_REQUIRED_KEYS = ("model_name", "model_kwargs", "state_dict", "label_names", "normalisation",
-                  "feature_settings", "rhemo")
 _EXPECTED_PATH = ("a checkpoint file (checkpoint.pt), a fold folder holding checkpoint.pt "
                   "(results/<exp>/<run>/fold0) or a run folder holding fold<k>/checkpoint.pt "
                   "(results/<exp>/<run>)")
@@ -180,35 +176,41 @@ def resolve_checkpoints(path: str | os.PathLike, fold: int | None = None) -> lis
     if not path.exists():
         raise PredictorError(f"model path {path} does not exist; expected {_EXPECTED_PATH}")
     if path.is_file():
-        if fold is not None:
-            raise PredictorError(f"fold={fold} only applies to a run folder, but the model path {path} is a file")
+        _refuse_fold(fold, f"the model path {path} is a file")
         return [path]
-    if (path / CHECKPOINT_NAME).is_file():
-        if fold is not None:
-            raise PredictorError(f"fold={fold} only applies to a run folder, but {path} is a fold folder")
-        return [path / CHECKPOINT_NAME]
-    folds = sorted(((int(m.group(1)), child) for child in path.iterdir()
-                    if child.is_dir() and (m := _FOLD_DIR.match(child.name))), key=lambda item: item[0])
+    if (path / CHECKPOINT_FILE).is_file():
+        _refuse_fold(fold, f"{path} is a fold folder")
+        return [path / CHECKPOINT_FILE]
+    folds = fold_dirs(path)
     if folds:
-        if fold is not None:
-            chosen = [child for k, child in folds if k == fold]
-            if not chosen:
-                raise PredictorError(f"run folder {path} has no fold{fold}; it has "
-                                     + ", ".join(child.name for _, child in folds))
-            folds = [(fold, chosen[0])]
-        unfinished = [child.name for _, child in folds if not (child / CHECKPOINT_NAME).is_file()]
-        if unfinished:
-            raise PredictorError(f"run folder {path}: {', '.join(unfinished)} has no {CHECKPOINT_NAME} (training "
-                                 f"unfinished or failed); choose a finished fold with --fold")
-        return [child / CHECKPOINT_NAME for _, child in folds]
-    if (path / "last.pt").is_file():
-        raise PredictorError(f"{path} holds last.pt but no {CHECKPOINT_NAME}: its training has not finished")
-    runs = sorted(child.name for child in path.iterdir()
-                  if child.is_dir() and any(_FOLD_DIR.match(g.name) for g in child.iterdir() if g.is_dir()))
+        return _fold_checkpoints(path, folds, fold)
+    if (path / LAST_FILE).is_file():
+        raise PredictorError(f"{path} holds {LAST_FILE} but no {CHECKPOINT_FILE}: its training has not finished")
+    runs = sorted(child.name for child in path.iterdir() if child.is_dir() and fold_dirs(child))
     if runs:
         raise PredictorError(f"{path} is an experiment folder; choose one of its runs: "
                              + ", ".join(str(path / r) for r in runs))
     raise PredictorError(f"no checkpoint found in folder {path}; expected {_EXPECTED_PATH}")
+
+
+def _refuse_fold(fold: int | None, what: str) -> None:
+    if fold is not None:
+        raise PredictorError(f"fold={fold} only applies to a run folder, but {what}")
+
+
+def _fold_checkpoints(path: Path, folds: list[tuple[int, Path]], fold: int | None) -> list[Path]:
+    """The ``checkpoint.pt`` of each of a run folder's ``folds`` ((k, folder), sorted), or of fold ``fold``."""
+    if fold is not None:
+        chosen = [child for k, child in folds if k == fold]
+        if not chosen:
+            raise PredictorError(f"run folder {path} has no fold{fold}; it has "
+                                 + ", ".join(child.name for _, child in folds))
+        folds = [(fold, chosen[0])]
+    unfinished = [child.name for _, child in folds if not (child / CHECKPOINT_FILE).is_file()]
+    if unfinished:
+        raise PredictorError(f"run folder {path}: {', '.join(unfinished)} has no {CHECKPOINT_FILE} (training "
+                             f"unfinished or failed); choose a finished fold with --fold")
+    return [child / CHECKPOINT_FILE for _, child in folds]
 
 
 # ------------------------------------------------------------------------------------------ one checkpoint
@@ -231,23 +233,6 @@ class _Member:
 
 def _fail(path: Path, message: str) -> PredictorError:
     return PredictorError(f"checkpoint {path}: {message}")
-
-
-def _check_normalisation(path: Path, norm: Any) -> Normalisation:
-    if not isinstance(norm, dict) or norm.get("kind") not in ("max", "zscore"):
-        raise _fail(path, f"'normalisation' must be a dict with kind 'max' or 'zscore', got {norm!r}")
-    keys = ("max",) if norm["kind"] == "max" else ("mean", "std")
-    for key in keys:
-        value = norm.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _fail(path, f"normalisation '{key}' must be a finite number, got {value!r}")
-    positive = "max" if norm["kind"] == "max" else "std"
-    if norm[positive] <= 0:
-        raise _fail(path, f"normalisation '{positive}' must be > 0, got {norm[positive]!r}")
-    try:
-        return Normalisation.from_dict(norm)
-    except DataError as exc:
-        raise _fail(path, str(exc)) from None
 
 
 def _load_state(path: Path, module: torch.nn.Module, state: Any, what: str) -> None:
@@ -276,63 +261,54 @@ def _build_encoder(path: Path, info: Any) -> torch.nn.Module:
         raise _fail(path, f"the RH-emo 'encoder_state_dict' does not fit: {exc}") from None
 
 
-def _read_member(path: Path, device: torch.device) -> _Member:
+def _check_normalisation(path: Path, record: Any) -> Normalisation:
+    """The Normalisation of a checkpoint's 'normalisation' record; PredictorError naming ``path`` if unusable."""
     try:
-        payload = load_checkpoint(path, map_location="cpu")
+        return read_normalisation(record, path)
     except CheckpointError as exc:
         raise PredictorError(str(exc)) from None
-    if not isinstance(payload, dict):
-        raise _fail(path, f"not a checkpoint written by training_RHemo.py / training_SER.py (it holds a "
-                          f"{type(payload).__name__})")
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        if payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
-            raise _fail(path, "this is a bare state_dict (like the authors' pretrained_RHemo), not a checkpoint "
-                              "from training_RHemo.py / training_SER.py: it carries no label names, "
-                              "normalisation or feature settings, so it cannot predict emotions")
-        raise _fail(path, f"not a checkpoint written by training_RHemo.py / training_SER.py (format "
-                          f"{payload.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
-    missing = [key for key in _REQUIRED_KEYS if key not in payload]
-    if missing:
-        raise _fail(path, f"missing key(s) {', '.join(missing)}")
-    labels = payload["label_names"]
-    if not isinstance(labels, (list, tuple)) or not labels or not all(isinstance(x, str) for x in labels):
-        raise _fail(path, f"'label_names' must be a non-empty list of strings, got {labels!r}")
+
+
+def _read_checkpoint(path: Path) -> TrainedCheckpoint:
     try:
-        settings = FeatureSettings.from_dict(payload["feature_settings"])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise _fail(path, f"bad 'feature_settings': {exc}") from None
-    norm = _check_normalisation(path, payload["normalisation"])
-    name, kwargs = payload["model_name"], payload["model_kwargs"]
-    if not isinstance(kwargs, dict):
-        raise _fail(path, f"'model_kwargs' must be a dict, got {kwargs!r}")
+        return TrainedCheckpoint.from_payload(load_checkpoint(path, map_location="cpu"), path)
+    except CheckpointError as exc:
+        raise PredictorError(str(exc)) from None
+
+
+def _build_network(path: Path, trained: TrainedCheckpoint) -> tuple[torch.nn.Module, bool]:
+    """The checkpoint's network with its weights: RH-emo itself, or a :class:`SERModel` (with its RH-emo front
+    end when it has one); and whether the SER network reads RH-emo embeddings."""
+    name, kwargs = trained.model_name, trained.model_kwargs
     try:
         network = create_model(name, **kwargs)
     except (TypeError, ValueError, KeyError) as exc:
         raise _fail(path, f"cannot build model {name!r} with {kwargs!r}: {exc}") from None
-    try:
-        state = plain_state_dict(payload)
-    except CheckpointError as exc:
-        raise _fail(path, str(exc)) from None
-    _load_state(path, network, state, "'state_dict'")
-    is_rhemo = name == RHEMO_NAME
+    _load_state(path, network, trained.state_dict, "'state_dict'")
+    is_rhemo = name == RHEMO_MODEL
     frontend = None
-    if payload["rhemo"] is not None and not is_rhemo:
-        frontend = RHemoEncoder(_build_encoder(path, payload["rhemo"]), trainable=False)
+    if trained.rhemo is not None and not is_rhemo:
+        frontend = RHemoEncoder(_build_encoder(path, trained.rhemo), trainable=False)
     elif not is_rhemo and kwargs.get("quat"):
         raise _fail(path, f"quaternion {name} needs RH-emo embeddings, but 'rhemo' is None")
     out_classes = kwargs.get("num_classes")
-    if isinstance(out_classes, int) and out_classes < len(labels):
-        raise _fail(path, f"{len(labels)} label names but the model has only {out_classes} outputs")
-    if not is_rhemo:
-        network = SERModel(network, frontend)
+    if isinstance(out_classes, int) and out_classes < len(trained.label_names):
+        raise _fail(path, f"{len(trained.label_names)} label names but the model has only {out_classes} outputs")
+    return (network if is_rhemo else SERModel(network, frontend)), frontend is not None
+
+
+def _read_member(path: Path, device: torch.device) -> _Member:
+    trained = _read_checkpoint(path)
+    network, on_embeddings = _build_network(path, trained)
     network.to(device).eval()
     network.requires_grad_(False)
-    kind = "quaternion" if kwargs.get("quat") else "real"
-    description = (f"{name} ({'RH-emo, V/A/D heads' if is_rhemo else kind}"
-                   f"{', on RH-emo embeddings' if frontend is not None else ''}), "
-                   f"dataset {payload.get('dataset', '?')}, view {payload.get('label_view', '?')}")
-    return _Member(path=path, network=network, normalisation=norm, label_names=list(labels),
-                   settings=settings, has_vad=is_rhemo, description=description)
+    is_rhemo = trained.model_name == RHEMO_MODEL
+    kind = "quaternion" if trained.model_kwargs.get("quat") else "real"
+    description = (f"{trained.model_name} ({'RH-emo, V/A/D heads' if is_rhemo else kind}"
+                   f"{', on RH-emo embeddings' if on_embeddings else ''}), "
+                   f"dataset {trained.dataset or '?'}, view {trained.label_view or '?'}")
+    return _Member(path=path, network=network, normalisation=_check_normalisation(path, trained.normalisation), label_names=trained.label_names,
+                   settings=trained.settings(), has_vad=is_rhemo, description=description)
 
 
 # ----------------------------------------------------------------------------------------------- predictor
@@ -591,19 +567,15 @@ def csv_columns(label_names: Sequence[str], has_vad: bool) -> list[str]:
 
 def write_predictions_csv(path: str | os.PathLike, predictions: Sequence[FilePrediction],
                           label_names: Sequence[str], has_vad: bool) -> Path:
-    """Write one row per file to ``path`` atomically (``path.tmp`` then rename); returns the path.
+    """Write one row per file to ``path`` atomically (:func:`rhemo.atomic.atomic_path`); returns the path.
 
     Raises OSError (with the file name) when the folder cannot be written; no temp file is left behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
             _write_rows(handle, predictions, label_names, has_vad)
-        os.replace(tmp, path)
     except OSError as exc:
-        if tmp.exists():
-            tmp.unlink()  # a full disk leaves no half-written temp file behind
         if exc.filename is None:
             exc.filename = str(path)
         raise

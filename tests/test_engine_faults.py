@@ -49,7 +49,7 @@ def test_a_finished_run_is_refused_and_force_retrains_it(tmp_path, store, capsys
     assert json.loads((out / "config.json").read_text())["learning_rate"] == 1e-3
 
 
-def test_an_unfinished_run_of_another_config_is_refused(tmp_path, store, monkeypatch, capsys):
+def test_an_unfinished_run_of_another_config_is_refused(tmp_path, store, monkeypatch, capsys, after_epoch):
     out = tmp_path / "run"
     cfg = ser_config(store, out, num_epochs=3)
 
@@ -57,9 +57,9 @@ def test_an_unfinished_run_of_another_config_is_refused(tmp_path, store, monkeyp
         if epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [interrupt])
+    after_epoch[:] = [interrupt]
     assert run("training_SER.py", cfg, tmp_path) == 130
-    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [])
+    after_epoch[:] = []
     last = (out / "last.pt").read_bytes()
     capsys.readouterr()
     assert run("training_SER.py", {**cfg, "batch_size": 2}, tmp_path) == 2
@@ -76,12 +76,12 @@ def test_an_unfinished_run_of_another_config_is_refused(tmp_path, store, monkeyp
     assert "resuming from" in capsys.readouterr().out and read_metrics(out)["epochs"] == 2
 
 
-def test_force_with_another_config_starts_from_scratch(tmp_path, store, monkeypatch, capsys):
+def test_force_with_another_config_starts_from_scratch(tmp_path, store, monkeypatch, capsys, after_epoch):
     out = tmp_path / "run"
     cfg = ser_config(store, out, num_epochs=2)
-    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [lambda epoch: (_ for _ in ()).throw(KeyboardInterrupt)])
+    after_epoch[:] = [lambda epoch: (_ for _ in ()).throw(KeyboardInterrupt)]
     assert run("training_SER.py", cfg, tmp_path) == 130
-    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [])
+    after_epoch[:] = []
     assert run("training_SER.py", {**cfg, "seed": 9}, tmp_path, "--force") == 0
     out_text = capsys.readouterr().out
     assert "training from scratch" in out_text and "resuming" not in out_text
@@ -103,13 +103,13 @@ def test_stale_temporary_files_are_removed_when_a_run_starts(tmp_path, store):
 
 
 # ------------------------------------------------------------------------------------- divergence, disk full
-def test_a_loss_that_becomes_nan_stops_with_one_line_and_keeps_last_pt(tmp_path, store, monkeypatch, capsys):
+def test_a_loss_that_becomes_nan_stops_with_one_line_and_keeps_last_pt(tmp_path, store, monkeypatch, capsys, after_epoch):
     out = tmp_path / "run"
     poisoned = []
     real_loss = loop.losses.ser_loss
     monkeypatch.setattr(loop.losses, "ser_loss",
                         lambda logits, target: real_loss(logits, target) * (float("nan") if poisoned else 1.0))
-    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [lambda epoch: poisoned.append(epoch)])
+    after_epoch[:] = [lambda epoch: poisoned.append(epoch)]
     assert run("training_SER.py", ser_config(store, out, num_epochs=3), tmp_path) == 2
     line = one_error_line(capsys)
     assert "the training loss became nan at epoch 2" in line and "lower learning_rate" in line
@@ -117,7 +117,7 @@ def test_a_loss_that_becomes_nan_stops_with_one_line_and_keeps_last_pt(tmp_path,
     assert saved["epoch"] == 1 and not (out / "metrics.json").exists()
 
 
-def test_a_full_disk_gives_one_line_and_the_run_resumes(tmp_path, store, monkeypatch, capsys):
+def test_a_full_disk_gives_one_line_and_the_run_resumes(tmp_path, store, monkeypatch, capsys, after_epoch):
     out, reference = tmp_path / "run", tmp_path / "reference"
     cfg = ser_config(store, out, num_epochs=3)
     assert run("training_SER.py", {**cfg, "output_dir": str(reference)}, tmp_path) == 0
@@ -131,7 +131,7 @@ def test_a_full_disk_gives_one_line_and_the_run_resumes(tmp_path, store, monkeyp
         real_save(payload, handle)
 
     monkeypatch.setattr(ckpt.torch, "save", save)
-    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [lambda epoch: full.append(epoch) if epoch == 2 else None])
+    after_epoch[:] = [lambda epoch: full.append(epoch) if epoch == 2 else None]
     capsys.readouterr()
     assert run("training_SER.py", cfg, tmp_path) == 2
     line = one_error_line(capsys)
@@ -139,7 +139,7 @@ def test_a_full_disk_gives_one_line_and_the_run_resumes(tmp_path, store, monkeyp
     assert "run the same command again" in line
     assert not list(out.glob("*.tmp")) and ckpt.load_checkpoint(out / "last.pt")["epoch"] == 2
     monkeypatch.setattr(ckpt.torch, "save", real_save)
-    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [])
+    after_epoch[:] = []
     assert run("training_SER.py", cfg, tmp_path) == 0
     for split in ("train", "val", "test"):
         assert read_metrics(out)[split] == read_metrics(reference)[split]

@@ -160,7 +160,7 @@ def test_evaluation_batch_size_does_not_change_the_metrics(tmp_path):
     assert data.eval_batch_size({"eval_batch_size": 7, "batch_size": 20}) == 7
 
 
-def test_best_weights_live_in_best_pt_and_the_resumed_run_is_exact(tmp_path, monkeypatch):
+def test_best_weights_live_in_best_pt_and_the_resumed_run_is_exact(tmp_path, monkeypatch, after_epoch):
     store = make_store(tmp_path / "store", FOUR * 3)
     base = dict(num_epochs=4, learning_rate=0.0, batch_size=2)  # lr 0: epoch 1 stays the best
     reference = tmp_path / "a"
@@ -172,13 +172,13 @@ def test_best_weights_live_in_best_pt_and_the_resumed_run_is_exact(tmp_path, mon
         if epoch == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [interrupt])
+    after_epoch[:] = [interrupt]
     assert run_script("training_SER.py", cfg, tmp_path) == 130
     last = ckpt.load_checkpoint(resumed / "last.pt")
     assert last["best_epoch"] == 1 and last["best_state_dict"] is None and last["best_in"] == "best.pt"
     best = ckpt.load_checkpoint(resumed / "best.pt")
     assert best["epoch"] == 1 and best["state_dict"].keys() == last["model"].keys()
-    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [])
+    after_epoch[:] = []
     assert run_script("training_SER.py", cfg, tmp_path) == 0
     assert not (resumed / "best.pt").exists() and not (resumed / "last.pt").exists()
     for split in ("train", "val", "test"):

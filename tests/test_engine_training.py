@@ -233,7 +233,7 @@ def test_ser_alexnet_overfits_a_handful_of_segments(tmp_path, quat):
         assert payload["rhemo"] is None
 
 
-def test_same_seed_same_metrics_and_resume_after_interruption(tmp_path, monkeypatch):
+def test_same_seed_same_metrics_and_resume_after_interruption(tmp_path, monkeypatch, after_epoch):
     store = make_store(tmp_path / "store", FOUR * 3)
     base = dict(num_epochs=4, model_classifier_dropout=0.5, batch_size=2)  # dropout: exercises the RNG replay
     first, second = tmp_path / "a", tmp_path / "b"
@@ -251,12 +251,12 @@ def test_same_seed_same_metrics_and_resume_after_interruption(tmp_path, monkeypa
         if epoch == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [interrupt])
+    after_epoch[:] = [interrupt]
     assert run_script("training_SER.py", cfg, tmp_path) == 130
     assert (resumed / "last.pt").is_file() and not (resumed / "metrics.json").exists()
     saved = ckpt.load_checkpoint(resumed / "last.pt")
     assert saved["epoch"] == 2 and len(saved["history"]) == 2
-    monkeypatch.setattr(loop, "AFTER_EPOCH_HOOKS", [])
+    after_epoch[:] = []
     assert run_script("training_SER.py", cfg, tmp_path) == 0
     m_c = read_metrics(resumed)
     assert not (resumed / "last.pt").exists()

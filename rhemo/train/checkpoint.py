@@ -1,5 +1,8 @@
 """Checkpoint files: atomic saving of plain-data payloads, safe loading, hashing, and state_dict extraction.
 
+:class:`TrainedCheckpoint` is the one type of a trained SER or RH-emo ``checkpoint.pt``: the training scripts
+build it, :func:`rhemo.train.loop.fit` completes it at each best epoch, :mod:`rhemo.inference` reads it back.
+
 Every checkpoint we write must load with ``torch.load(weights_only=True)``, which refuses arbitrary pickled
 objects (the safe way to open files from elsewhere). ``save_checkpoint`` therefore checks the payload before
 writing and names the first offending key. Saving is atomic (temporary file in the same folder, then
@@ -13,17 +16,24 @@ prefix that DistributedDataParallel adds.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
+import math
 import os
 import re
-import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "file_sha256",
-           "plain_state_dict", "check_payload"]
+from rhemo.atomic import atomic_path
+from rhemo.data.features import FeatureSettings
+from rhemo.data.normalisation import Normalisation
+from rhemo.errors import DataError
+
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "TrainedCheckpoint", "save_checkpoint", "load_checkpoint",
+           "file_sha256", "plain_state_dict", "check_payload", "state_dict_mismatch", "read_normalisation"]
 
 CHECKPOINT_FORMAT = "rhemo-ckpt/1"
 
@@ -73,30 +83,21 @@ def _check_value(value: Any, parts: list, ancestors: set[int]) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
-    """Write ``payload`` to ``path`` atomically (parent folders created). Returns the path.
+    """Write ``payload`` to ``path`` atomically (parent folders created, :func:`rhemo.atomic.atomic_path`).
 
     The payload is checked with ``check_payload`` first (TypeError naming the bad key; nothing is written).
-    The bytes go to a temporary file next to ``path``, are flushed to disk, and then replace ``path`` in one
-    step; on any failure the temporary file is removed and an existing ``path`` is left untouched.
+    On any failure the temporary file is removed and an existing ``path`` is left untouched. Returns the path.
     """
     if not isinstance(payload, dict):
         raise TypeError(f"save_checkpoint: payload must be a dict, got {type(payload).__name__}")
     check_payload(payload)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError) and exc.filename is None:  # name the file (e.g. "no space left on device")
+    except OSError as exc:
+        if exc.filename is None:  # name the file (e.g. "no space left on device")
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
@@ -198,3 +199,151 @@ def plain_state_dict(obj: Any) -> dict[str, torch.Tensor]:
                                   f"DistributedDataParallel prefix unambiguously")
         out[name] = value
     return out
+
+
+def state_dict_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor],
+                        ignored_prefix: str | None = None) -> str:
+    """Why ``given`` does not load strictly into a model whose state_dict is ``expected``; "" when it does.
+
+    Keys starting with ``ignored_prefix`` are left out on both sides (e.g. a final layer that is retrained).
+    The text lists the missing keys, the unexpected keys and the wrong shapes, separated by " | ".
+    """
+    def kept(keys):
+        return [k for k in keys if not (ignored_prefix and k.startswith(ignored_prefix))]
+
+    missing = [k for k in kept(expected) if k not in given]
+    unexpected = [k for k in kept(given) if k not in expected]
+    shapes = [f"{k} {tuple(given[k].shape)} (expected {tuple(expected[k].shape)})" for k in kept(expected)
+              if k in given and tuple(given[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"missing keys: {', '.join(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys: {', '.join(unexpected)}")
+    if shapes:
+        parts.append(f"wrong shapes: {'; '.join(shapes)}")
+    return " | ".join(parts)
+
+
+_WRITTEN_BY = "training_RHemo.py / training_SER.py"
+#: payload keys every trained checkpoint has (besides format, code_version, epoch, best_metric, config)
+_REQUIRED_KEYS = ("model_name", "model_kwargs", "state_dict", "label_names", "normalisation",
+                  "feature_settings", "rhemo")
+
+
+@dataclass
+class TrainedCheckpoint:
+    """A trained SER or RH-emo network with everything needed to use it: the ``checkpoint.pt`` payload.
+
+    ``model_name``/``model_kwargs`` rebuild the network from :mod:`models.registry`; ``state_dict`` holds its
+    weights (CPU tensors); ``label_names`` name its first outputs; ``normalisation`` and ``feature_settings``
+    are the dicts of :class:`rhemo.data.normalisation.Normalisation` and
+    :class:`rhemo.data.features.FeatureSettings`; ``rhemo`` is the RH-emo front end of a SER network (see
+    :func:`rhemo.train.embeddings.rhemo_record`) or None; ``provenance`` (RH-emo only) is what the SER leakage
+    check reads. ``epoch``, ``best_metric``, ``config`` and ``code_version`` are filled in by training.
+    """
+
+    model_name: str
+    model_kwargs: dict[str, Any]
+    label_names: list[str]
+    label_view: str | None
+    dataset: str | None
+    normalisation: dict[str, Any]
+    feature_settings: dict[str, Any]
+    state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
+    rhemo: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
+    epoch: int | None = None
+    best_metric: float | None = None
+    config: dict[str, Any] | None = None
+    code_version: str | None = None
+
+    def completed(self, state_dict: dict[str, torch.Tensor], epoch: int, best_metric: float, config: dict,
+                  rhemo: dict[str, Any] | None = None) -> "TrainedCheckpoint":
+        """A copy holding the weights of a best epoch (``rhemo``: the front end's current record, if any)."""
+        from rhemo import __version__
+
+        cpu = {k: v.detach().cpu() for k, v in state_dict.items()}
+        return replace(self, state_dict=cpu, epoch=epoch, best_metric=best_metric, config=config,
+                       code_version=__version__, rhemo=self.rhemo if rhemo is None else rhemo)
+
+    def to_payload(self) -> dict[str, Any]:
+        """The plain dict saved as ``checkpoint.pt`` (``provenance`` only for RH-emo, as always)."""
+        fields = dict(self.__dict__)
+        tail = {"format": CHECKPOINT_FORMAT, "code_version": fields.pop("code_version"),
+                "epoch": fields.pop("epoch"), "best_metric": fields.pop("best_metric"), "config": fields.pop("config")}
+        order = ("model_name", "model_kwargs", "state_dict", "label_names", "label_view", "dataset",
+                 "normalisation", "feature_settings", "rhemo")
+        payload = {key: fields[key] for key in order}
+        if self.provenance is not None:
+            payload["provenance"] = self.provenance
+        return {**payload, **tail}
+
+    @classmethod
+    def from_payload(cls, payload: Any, source: str | os.PathLike) -> "TrainedCheckpoint":
+        """Check a loaded ``checkpoint.pt`` field by field; CheckpointError ``checkpoint <source>: ...``."""
+        fail = functools.partial(_invalid, source)
+        _check_format(payload, source)
+        missing = [key for key in _REQUIRED_KEYS if key not in payload]
+        if missing:
+            raise fail(f"missing key(s) {', '.join(missing)}")
+        labels = payload["label_names"]
+        if not isinstance(labels, (list, tuple)) or not labels or not all(isinstance(x, str) for x in labels):
+            raise fail(f"'label_names' must be a non-empty list of strings, got {labels!r}")
+        try:
+            FeatureSettings.from_dict(payload["feature_settings"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise fail(f"bad 'feature_settings': {exc}") from None
+        read_normalisation(payload["normalisation"], source)
+        if not isinstance(payload["model_kwargs"], dict):
+            raise fail(f"'model_kwargs' must be a dict, got {payload['model_kwargs']!r}")
+        try:
+            state = plain_state_dict(payload)
+        except CheckpointError as exc:
+            raise fail(str(exc)) from None
+        return cls(model_name=payload["model_name"], model_kwargs=payload["model_kwargs"], state_dict=state,
+                   label_names=list(labels), label_view=payload.get("label_view"), dataset=payload.get("dataset"),
+                   normalisation=payload["normalisation"], feature_settings=payload["feature_settings"],
+                   rhemo=payload["rhemo"], provenance=payload.get("provenance"), epoch=payload.get("epoch"),
+                   best_metric=payload.get("best_metric"), config=payload.get("config"),
+                   code_version=payload.get("code_version"))
+
+    def settings(self) -> FeatureSettings:
+        return FeatureSettings.from_dict(self.feature_settings)
+
+
+def _invalid(source: str | os.PathLike, message: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {source}: {message}")
+
+
+def _check_format(payload: Any, source: str | os.PathLike) -> None:
+    fail = functools.partial(_invalid, source)
+    if not isinstance(payload, dict):
+        raise fail(f"not a checkpoint written by {_WRITTEN_BY} (it holds a {type(payload).__name__})")
+    if payload.get("format") == CHECKPOINT_FORMAT:
+        return
+    if payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise fail(f"this is a bare state_dict (like the authors' pretrained_RHemo), not a checkpoint from "
+                   f"{_WRITTEN_BY}: it carries no label names, normalisation or feature settings, so it cannot "
+                   f"predict emotions")
+    raise fail(f"not a checkpoint written by {_WRITTEN_BY} (format {payload.get('format')!r}, expected "
+               f"{CHECKPOINT_FORMAT!r})")
+
+
+def read_normalisation(norm: Any, source: str | os.PathLike) -> Normalisation:
+    """The :class:`Normalisation` of a checkpoint's 'normalisation' record; CheckpointError
+    ``checkpoint <source>: ...`` when it is not usable (kind, finite numbers, a positive scale, its transform)."""
+    fail = functools.partial(_invalid, source)
+    if not isinstance(norm, dict) or norm.get("kind") not in ("max", "zscore"):
+        raise fail(f"'normalisation' must be a dict with kind 'max' or 'zscore', got {norm!r}")
+    for key in ("max",) if norm["kind"] == "max" else ("mean", "std"):
+        value = norm.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise fail(f"normalisation '{key}' must be a finite number, got {value!r}")
+    positive = "max" if norm["kind"] == "max" else "std"
+    if norm[positive] <= 0:
+        raise fail(f"normalisation '{positive}' must be > 0, got {norm[positive]!r}")
+    try:
+        return Normalisation.from_dict(norm)
+    except DataError as exc:
+        raise fail(str(exc)) from None

@@ -40,16 +40,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from rhemo.train import runtime as device_module
+from models.autoencoder import LATENT_SHAPE
+from models.registry import RHEMO_MODEL
+from rhemo.atomic import atomic_path
 from rhemo.data.normalisation import Normalisation
+from rhemo.train.runtime import barrier, is_main_process
 
-__all__ = ["RHEMO_NAME", "FRONTEND_HIDDEN", "EMBEDDING_SHAPE", "FrontEndSource", "encoder_model", "load_frontend",
-           "RHemoEncoder", "SERModel", "encoder_key", "compute_embeddings", "cached_embeddings", "rhemo_record"]
+__all__ = ["FRONTEND_HIDDEN", "EMBEDDING_SHAPE", "FrontEndSource", "encoder_model", "load_frontend",
+           "RHemoEncoder", "SERModel", "checkpoint_weights", "encoder_key", "compute_embeddings", "cached_embeddings", "rhemo_record"]
 
-RHEMO_NAME = "simple_autoencoder_2_vad"
 #: Head width of the rebuilt front end: the heads are never used, only the encoder.
 FRONTEND_HIDDEN = 4
-EMBEDDING_SHAPE = (4, 64, 64)
+#: an embedding is RH-emo's latent
+EMBEDDING_SHAPE = LATENT_SHAPE
 _CACHE_VERSION = "rhemo-embeddings/1"
 
 
@@ -77,7 +80,7 @@ def encoder_model(encoder_state_dict: dict[str, torch.Tensor], quat: bool = True
     """
     from models.registry import create_model
 
-    model = create_model(RHEMO_NAME, quat=bool(quat), hidden_size=FRONTEND_HIDDEN)
+    model = create_model(RHEMO_MODEL, quat=bool(quat), hidden_size=FRONTEND_HIDDEN)
     model.load_encoder_state_dict(encoder_state_dict)
     return model
 
@@ -97,7 +100,7 @@ def load_frontend(path: str | os.PathLike | None, device: torch.device) -> tuple
     if path is None:
         warnings.warn("r2he_model_path is null: the SER network reads embeddings of a randomly initialised "
                       "RH-emo (an ablation, not the paper's setting)", stacklevel=2)
-        model = create_model(RHEMO_NAME, hidden_size=FRONTEND_HIDDEN)
+        model = create_model(RHEMO_MODEL, hidden_size=FRONTEND_HIDDEN)
         source = FrontEndSource("random-init", _state_sha256(model.encoder_state_dict()))
     else:
         from rhemo.train.checkpoint import file_sha256
@@ -117,14 +120,17 @@ class RHemoEncoder(nn.Module):
     parameters (and only them: decoder and heads are unused) require grad. ``bn_mode='eval'``: a frozen encoder
     is always in eval mode (``.train()`` does not change that), a trainable one follows the usual train/eval
     switch. ``bn_mode='batch'``: always in train mode, so the BatchNorms use each batch's statistics (and update
-    their running averages), as the authors' SER script left RH-emo.
+    their running averages), as the authors' SER script left RH-emo. ``source`` says where the encoder's weights
+    came from (recorded in the checkpoint, see :func:`rhemo_record`).
     """
 
-    def __init__(self, rhemo: nn.Module, trainable: bool = False, bn_mode: str = "eval") -> None:
+    def __init__(self, rhemo: nn.Module, trainable: bool = False, bn_mode: str = "eval",
+                 source: FrontEndSource | None = None) -> None:
         super().__init__()
         if bn_mode not in ("eval", "batch"):
             raise ValueError(f"bn_mode must be 'eval' or 'batch', got {bn_mode!r}")
         self.rhemo = rhemo
+        self.source = source
         self.trainable = bool(trainable)
         self.bn_mode = bn_mode
         encoder_keys = set(rhemo.encoder_state_dict())
@@ -158,6 +164,20 @@ class SERModel(nn.Module):
         if self.frontend is not None:
             x = self.frontend(x)
         return self.net(x)
+
+
+def checkpoint_weights(net: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """What a trained network's ``checkpoint.pt`` stores of it: (state_dict, 'rhemo' entry or None).
+
+    A :class:`SERModel` stores its SER network's weights and, when it runs a front end, that front end's current
+    encoder (fine-tuned or with batch-statistics BatchNorms, it changes during training); None means the
+    checkpoint keeps the 'rhemo' entry it was built with. Any other network (RH-emo) stores its own weights.
+    """
+    if isinstance(net, SERModel):
+        frontend = net.frontend
+        record = None if frontend is None else rhemo_record(frontend.rhemo, frontend.source)
+        return net.net.state_dict(), record
+    return net.state_dict(), None
 
 
 def rhemo_record(rhemo: nn.Module, source: FrontEndSource) -> dict[str, Any]:
@@ -216,34 +236,29 @@ def cached_embeddings(store: Any, rhemo: nn.Module, normalisation: Normalisation
     memory instead (an array, not a memmap). Under torchrun only rank 0 computes; the others wait at a
     barrier and then open the same file (the run folder and the store must be on a filesystem all processes
     see), or compute in memory too when rank 0 could not write it. The file is written as
-    ``<key>.npy.<pid>.tmp`` and renamed, so readers never see a partial cache.
+    ``<key>.npy.<random>.tmp`` and renamed (:func:`rhemo.atomic.atomic_path`), so readers never see a partial cache.
     """
     folder = Path(cache_dir) if cache_dir is not None else Path(store.path) / "embeddings"
     path = folder / f"{encoder_key(rhemo, normalisation, store)}.npy"
     expected = (len(store.predictors),) + EMBEDDING_SHAPE
-    if device_module.is_main_process():
+    if is_main_process():
         try:
             if path.exists() and not _valid_cache(path, expected):
                 print(f"embedding cache {path} is unreadable or has the wrong shape; recomputing it", flush=True)
                 path.unlink()
             if not path.exists():
                 folder.mkdir(parents=True, exist_ok=True)
-                tmp = folder / f"{path.name}.{os.getpid()}.tmp"
-                try:
+                with atomic_path(path) as tmp:
                     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=expected)
                     compute_embeddings(store.predictors, rhemo, normalisation, device, out, batch_size, progress)
                     out.flush()
                     del out
-                    os.replace(tmp, path)
-                finally:
-                    if tmp.exists():
-                        tmp.unlink()
         except OSError as exc:
             size_mb = math.prod(expected) * 4 / 2**20
             print(f"embedding cache: cannot write {exc.filename or folder} ({exc.strerror or exc}); computing the "
                   f"RH-emo embeddings in memory instead ({size_mb:.0f} MB; set embeddings_cache to a writable "
                   f"folder to keep them)", flush=True)
-    device_module.barrier()
+    barrier()
     if not _valid_cache(path, expected):
         out = np.empty(expected, dtype=np.float32)
         compute_embeddings(store.predictors, rhemo, normalisation, device, out, batch_size, progress)

@@ -20,12 +20,14 @@ from typing import Any
 
 import torch
 
-ENVIRONMENT_FILE = "environment.json"
+from rhemo.atomic import write_json
+from rhemo.train.runfolder import ENVIRONMENT_FILE
+
 #: Distributions whose versions are recorded (importlib.metadata names).
 PACKAGES = ("torch", "numpy", "scipy", "librosa", "scikit-learn", "pandas", "matplotlib")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["ENVIRONMENT_FILE", "environment_record", "git_state", "write_environment"]
+__all__ = ["environment_record", "git_state", "write_environment"]
 
 
 def _version(distribution: str) -> str | None:
@@ -95,7 +97,5 @@ def write_environment(output_dir: str | os.PathLike, device: torch.device, world
     if isinstance(previous, dict):
         earlier = previous.pop("earlier_starts", [])
         record["earlier_starts"] = [*earlier, previous] if isinstance(earlier, list) else [previous]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, record)
     return path

@@ -17,8 +17,9 @@ A *task* says what one batch means (:class:`SERTask`: cross-entropy and classifi
   metrics of an uninterrupted one;
 * only rank 0 writes files; ``log.csv`` gets one flushed row per epoch.
 
-After :func:`fit`, the scripts reload the best weights (``FitState.best_state``), call :func:`evaluate` on
-train/val/test and :func:`write_metrics`, which writes ``metrics.json`` last and removes ``last.pt`` and ``best.pt``.
+After :func:`fit`, :mod:`rhemo.train.recipe` reloads the best weights (``FitState.best_state``), calls
+:func:`evaluate_splits` on train/val/test and :func:`write_metrics`, which writes ``metrics.json`` last and removes
+``last.pt`` and ``best.pt``. The run folder's file names are those of :mod:`rhemo.train.runfolder`.
 """
 from __future__ import annotations
 
@@ -38,37 +39,33 @@ import numpy as np
 import torch
 from torch import nn
 
+from rhemo.atomic import atomic_path, write_json
 from rhemo.data.store import StoreError
-from rhemo.train import runtime as dev
-from rhemo.train import losses, metrics, protocol, runfolder
-from rhemo.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
-from rhemo.train.config import ConfigError
 from rhemo.errors import DataError
+from rhemo.train import config, losses, metrics, protocol, runfolder
+from rhemo.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, TrainedCheckpoint, load_checkpoint, \
+    save_checkpoint
+from rhemo.train.config import ConfigError
+from rhemo.train.embeddings import checkpoint_weights
+from rhemo.train.runfolder import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LAST_FILE, LOG_FILE, METRICS_FILE
+from rhemo.train.runtime import DeviceError, Runtime, all_gather_rows, all_reduce_sum, barrier, cleanup, \
+    epoch_seed, get_world_size, is_distributed, is_main_process
 from rhemo.train.tensorboard_log import TensorBoardLog
 from rhemo.train.weights import WeightsError
 
 #: Errors about the user's inputs (config, store, checkpoints, device): reported in one line, no traceback.
-INPUT_ERRORS = (ConfigError, StoreError, DataError, CheckpointError, WeightsError, dev.DeviceError)
+INPUT_ERRORS = (ConfigError, StoreError, DataError, CheckpointError, WeightsError, DeviceError)
 
 __all__ = ["MONITORS", "Task", "SERTask", "RHemoTask", "FitState", "TrainingInterrupted", "TrainingDiverged",
-           "run_guarded", "unwrap",
+           "run_guarded", "unwrap", "Training",
            "place_model", "run_pass", "evaluate", "evaluate_splits", "fit", "prepare_output_dir", "write_metrics",
-           "AFTER_EPOCH_HOOKS", "RESUME_FREE_KEYS", "CHECKPOINT_FILE", "LAST_FILE", "METRICS_FILE", "LOG_FILE",
-           "CONFIG_FILE", "BEST_FILE", "SPEEDUPS", "Speedups", "make_optimizer", "bf16_supported"]
+           "RESUME_FREE_KEYS", "SPEEDUPS", "Speedups", "make_optimizer", "bf16_supported"]
 
-CHECKPOINT_FILE = "checkpoint.pt"
-LAST_FILE = "last.pt"
-BEST_FILE = "best.pt"
-METRICS_FILE = "metrics.json"
-LOG_FILE = "log.csv"
-CONFIG_FILE = "config.json"
-
-#: save_model_metric → (metric key of the validation dict, 'min' | 'max'), per script.
-MONITORS = {
-    "rhemo": {"total_loss": ("total", "min"), "recon": ("recon", "min")},
-    "ser": {"loss": ("loss", "min"), "acc": ("wa", "max"), "wa": ("wa", "max"), "ua": ("ua", "max"),
-            "f1": ("f1", "max")},
-}
+#: What each save_model_metric name measures: (metric key of the validation dict, 'min' | 'max').
+_MEASURES = {"total_loss": ("total", "min"), "recon": ("recon", "min"), "loss": ("loss", "min"),
+             "acc": ("wa", "max"), "wa": ("wa", "max"), "ua": ("ua", "max"), "f1": ("f1", "max")}
+#: save_model_metric → (metric key, mode), per script; the names each script accepts are the config schema's.
+MONITORS = {script: {name: _MEASURES[name] for name in names} for script, names in config.SCRIPT_MONITORS.items()}
 
 #: Config keys that may change between an interrupted run and its resumption (they do not change the maths
 #: of the epochs already run).
@@ -89,11 +86,6 @@ SPEEDUPS = Speedups()
 #: Device types with a fused Adam kernel (torch checks this only at the first step, so it is checked here).
 _FUSED_ADAM_DEVICES = ("cpu", "cuda", "mps", "xpu")
 
-#: Callables ``hook(epoch)`` run after each finished epoch (1-based), once ``last.pt`` is on disk. Empty in
-#: normal runs; tests use it to simulate an interruption at a chosen epoch.
-AFTER_EPOCH_HOOKS: list[Callable[[int], None]] = []
-
-
 class TrainingInterrupted(RuntimeError):
     """Ctrl-C during training; ``last.pt`` holds the last finished epoch and a re-run resumes from it."""
 
@@ -110,7 +102,7 @@ class NonFiniteLoss(FloatingPointError):
         self.value = value
 
 
-def run_guarded(train: Callable[[dict, dev.Runtime], None], cfg: dict, runtime: dev.Runtime) -> int:
+def run_guarded(train: Callable[[dict, Runtime], None], cfg: dict, runtime: Runtime) -> int:
     """Run a training script's body; the exit code is 0, 2 after an input error, or 130 after Ctrl-C.
 
     An input error (:data:`INPUT_ERRORS`: a missing store, a checkpoint that does not fit, ...) is printed as one
@@ -138,7 +130,7 @@ def run_guarded(train: Callable[[dict, dev.Runtime], None], cfg: dict, runtime: 
         print("\ninterrupted; run the same command again to resume", flush=True)
         return 130
     finally:
-        dev.cleanup()
+        cleanup()
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -146,7 +138,7 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def place_model(net: nn.Module, runtime: dev.Runtime, channels_last: bool = False,
+def place_model(net: nn.Module, runtime: Runtime, channels_last: bool = False,
                 sync_batchnorm: bool = False) -> nn.Module:
     """Move ``net`` to the run's device (channels_last memory format if asked) and, under torchrun, wrap it in
     DistributedDataParallel (gradients averaged over processes at each step). Returns the model to train.
@@ -156,8 +148,8 @@ def place_model(net: nn.Module, runtime: dev.Runtime, channels_last: bool = Fals
     BatchNorm and keeps per-process statistics. A no-op in a single process."""
     if sync_batchnorm and runtime.distributed:
         if runtime.device.type == "cpu":
-            raise dev.DeviceError("sync_batchnorm true needs CUDA devices (torch's SyncBatchNorm runs on GPUs "
-                                  "only); on CPU set it to false: BatchNorm statistics are then per process")
+            raise DeviceError("sync_batchnorm true needs CUDA devices (torch's SyncBatchNorm runs on GPUs "
+                              "only); on CPU set it to false: BatchNorm statistics are then per process")
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     net.to(runtime.device)
     if channels_last:
@@ -410,7 +402,7 @@ def _zero_moments(state: dict) -> bool:
 def _progress(iterable: Iterable, desc: str, total: int | None = None):
     from tqdm import tqdm
 
-    show = dev.is_main_process() and sys.stderr.isatty()
+    show = is_main_process() and sys.stderr.isatty()
     return tqdm(iterable, desc=desc, total=total, leave=False, disable=not show, dynamic_ncols=True)
 
 
@@ -468,8 +460,7 @@ def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, opti
     count = 0
     idle = _idle_parameters(model, task, epoch, optimizer)
     parked = _ParkedParameters(optimizer, idle) if training and idle else None
-    grad = nullcontext() if training else torch.inference_mode()
-    with grad:
+    with nullcontext() if training else torch.inference_mode():
         for batch in _progress(loader, desc):
             batch = _to_device(batch, device, channels_last)
             with _autocast(device, amp):
@@ -498,21 +489,27 @@ def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, opti
             count += rows
     if parked is not None:
         parked.finish()
+    return _pass_metrics(task, sums, means, kept, count, desc, None if training else batch_mean_rows)
+
+
+def _pass_metrics(task: Task, sums: dict[str, torch.Tensor], means: "_BatchMeans", kept: dict[str, list],
+                  count: int, desc: str, batch_mean_rows: int | None) -> dict[str, Any]:
+    """The metrics of a pass from this process's sums, batch means and kept rows, reduced over all processes."""
     means.close()
     batch_means, chunks = means.sums, means.blocks
     # one collective for all sums: [count, chunks, sum_1, ..., sum_k, batch-mean sum_1, ...] in float64
     names = sorted(sums)
     local = torch.tensor([float(count), float(chunks)] + [float(sums[n]) for n in names]
                          + [float(batch_means[n]) for n in names], dtype=torch.float64)
-    total = dev.all_reduce_sum(local)
+    total = all_reduce_sum(local)
     count_all, chunks_all = int(total[0].item()), float(total[1])
     if count_all == 0:
         raise ValueError(f"{desc or 'a pass'}: the loader produced no rows")
     reduced = {n: float(total[i + 2]) for i, n in enumerate(names)}
-    gathered = {n: dev.all_gather_rows(torch.cat(v)) for n, v in kept.items()}
+    gathered = {n: all_gather_rows(torch.cat(v)) for n, v in kept.items()}
     out = task.summarise(reduced, count_all, gathered)
     out.update({f"{n}_batchmean": float(total[i + 2 + len(names)]) / chunks_all for i, n in enumerate(names)})
-    if batch_mean_rows and not training and {"logits", "target"} <= set(gathered):
+    if batch_mean_rows and {"logits", "target"} <= set(gathered):
         out[f"{task.accuracy_key}_batchmean"] = protocol.batch_mean_accuracy(
             gathered["logits"], gathered["target"], batch_mean_rows)
     return out
@@ -525,13 +522,13 @@ def _share_of_global_batch(rows: int) -> float:
     the average is the gradient of the mean loss over the global batch, even when the ranks' parts differ (the
     last, partial batch). Full batches split evenly give exactly 1.
     """
-    if not dev.is_distributed():
+    if not is_distributed():
         return 1.0
-    total = float(dev.all_reduce_sum(torch.tensor([float(rows)], dtype=torch.float64))[0])
-    return rows * dev.get_world_size() / total
+    total = float(all_reduce_sum(torch.tensor([float(rows)], dtype=torch.float64))[0])
+    return rows * get_world_size() / total
 
 
-def evaluate_splits(net: nn.Module, task: Task, loaders: dict, runtime: dev.Runtime, cfg: dict) -> dict:
+def evaluate_splits(net: nn.Module, task: Task, loaders: dict, runtime: Runtime, cfg: dict) -> dict:
     """:func:`evaluate` on each named loader ({'train': ..., 'val': ..., 'test': ...}); an empty split gives {}."""
     return {name: evaluate(net, task, loader, runtime.device, amp=cfg["amp"], channels_last=cfg["channels_last"],
                            desc=f"final {name}", batch_mean_rows=cfg["batch_size"]) if len(loader.dataset) else {}
@@ -554,15 +551,6 @@ def evaluate(model: nn.Module, task: Task, loader, device: torch.device, *, amp:
 
 
 # --------------------------------------------------------------------------------------------- run folder
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def prepare_output_dir(output_dir: str | os.PathLike, cfg: dict, script_file: str, force: bool = False) -> Path:
     """Check the run folder, create it and write ``config.json`` (rank 0 only).
 
@@ -574,12 +562,10 @@ def prepare_output_dir(output_dir: str | os.PathLike, cfg: dict, script_file: st
     existing config.json (the launcher writes one there before starting the script) are kept. An earlier
     ``metrics.json`` is moved to ``metrics.previous.json``: its presence must mean that *this* run finished.
     """
-    from rhemo.train.config import options_for
-
     out = Path(output_dir)
     stale = runfolder.check_run_folder(out, cfg, RESUME_FREE_KEYS, force, lambda: _resume_config(out / LAST_FILE))
-    dev.barrier()  # every rank has read the folder before rank 0 changes it
-    if dev.is_main_process():
+    barrier()  # every rank has read the folder before rank 0 changes it
+    if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         for path in runfolder.remove_stale_temps(out):
             print(f"removed {path}, left by an interrupted save", flush=True)
@@ -587,23 +573,27 @@ def prepare_output_dir(output_dir: str | os.PathLike, cfg: dict, script_file: st
             (out / LAST_FILE).unlink()
             print(f"--force: {out / LAST_FILE} had another config ({', '.join(stale)}); training from scratch",
                   flush=True)
-        record: dict[str, Any] = {}
-        existing = out / CONFIG_FILE
-        if existing.is_file():
-            try:
-                old = json.loads(existing.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                old = {}
-            if isinstance(old, dict):
-                launcher_keys = set(options_for("launcher")) - set(cfg)
-                record.update({k: v for k, v in old.items() if k in launcher_keys})
-        record["script"] = script_file
-        record.update(cfg)
-        _write_text_atomic(existing, json.dumps(record, indent=2) + "\n")
+        write_json(out / CONFIG_FILE, _config_record(out / CONFIG_FILE, cfg, script_file))
         if (out / METRICS_FILE).exists():
             os.replace(out / METRICS_FILE, out / runfolder.PREVIOUS_METRICS_FILE)
-    dev.barrier()
+    barrier()
     return out
+
+
+def _config_record(existing: Path, cfg: dict, script_file: str) -> dict[str, Any]:
+    """What ``config.json`` holds: the launcher-only keys of an ``existing`` one, ``script``, then ``cfg``."""
+    record: dict[str, Any] = {}
+    if existing.is_file():
+        try:
+            old = json.loads(existing.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = {}
+        if isinstance(old, dict):
+            launcher_keys = set(config.options_for("launcher")) - set(cfg)
+            record.update({k: v for k, v in old.items() if k in launcher_keys})
+    record["script"] = script_file
+    record.update(cfg)
+    return record
 
 
 def _resume_config(path: Path) -> dict | None:
@@ -620,20 +610,18 @@ class _EpochLog:
     def __init__(self, path: Path, history: list[dict]) -> None:
         self.path = path
         self.fields: list[str] | None = None
-        if dev.is_main_process():
+        if is_main_process():
             if history:  # a resumed run: the log restarts from the state that last.pt vouches for
                 self.fields = list(history[0])
-                tmp = path.with_name(path.name + ".tmp")
-                with open(tmp, "w", newline="", encoding="utf-8") as handle:
+                with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
                     writer = csv.DictWriter(handle, self.fields, extrasaction="ignore")
                     writer.writeheader()
                     writer.writerows(history)
-                os.replace(tmp, path)
             elif path.exists():
                 path.unlink()
 
     def append(self, row: dict) -> None:
-        if not dev.is_main_process():
+        if not is_main_process():
             return
         new = self.fields is None
         if new:
@@ -721,13 +709,13 @@ def _load_resume(path: Path, cfg: dict, model: nn.Module, optimizer: torch.optim
     saved = load_checkpoint(path, map_location="cpu")
     differences = _config_differences(saved.get("config", {}), cfg)
     if differences:
-        if dev.is_main_process():
+        if is_main_process():
             print(f"{path} was written with a different config ({', '.join(differences)} differ): starting "
                   f"from scratch", flush=True)
         return None
     best_state = _saved_best_state(path.parent, saved)
     if best_state is False:
-        if dev.is_main_process():
+        if is_main_process():
             print(f"{path.parent / BEST_FILE} does not hold the best epoch {saved['best_epoch']} that {path} refers "
                   f"to: starting from scratch", flush=True)
         return None
@@ -737,7 +725,7 @@ def _load_resume(path: Path, cfg: dict, model: nn.Module, optimizer: torch.optim
                      best_epoch=int(saved["best_epoch"]), best_state=best_state,
                      bad_epochs=int(saved["bad_epochs"]), stopped=bool(saved["stopped"]),
                      seconds=float(saved["seconds"]))
-    if dev.is_main_process():
+    if is_main_process():
         print(f"resuming from {path}: {state.epochs} epoch(s) done, best epoch {state.best_epoch}", flush=True)
     return state
 
@@ -818,9 +806,100 @@ def _configure_backends(cfg: dict, device: torch.device, is_main: bool) -> None:
         print(f"amp: {device} has no native bf16, running in float32", flush=True)
 
 
-def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, runtime: dev.Runtime,
-        output_dir: str | os.PathLike, payload_fn: Callable[[nn.Module], dict], show_keys: list[str],
-        epoch_callback: Callable[[nn.Module, dict, dict], tuple[dict, str | None]] | None = None) -> FitState:
+class Training:
+    """One call of :func:`fit`: the optimiser, the resumed :class:`FitState`, the logs, and :meth:`run_epoch`."""
+
+    def __init__(self, model: nn.Module, task: Task, train_loader, val_loader, cfg: dict, runtime: Runtime,
+                 out: Path, checkpoint: TrainedCheckpoint, show_keys: list[str],
+                 epoch_callback: Callable[[nn.Module, dict, dict], tuple[dict, str | None]] | None) -> None:
+        self.model, self.net, self.task = model, unwrap(model), task
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.cfg, self.runtime, self.out, self.checkpoint = cfg, runtime, out, checkpoint
+        self.show_keys, self.epoch_callback = show_keys, epoch_callback
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(params, cfg["learning_rate"], cfg["regularization_lambda"])
+        self.state = _load_resume(out / LAST_FILE, cfg, self.net, self.optimizer) or FitState()
+        state = self.state
+        self.best_on_disk = state.best_epoch if state.best_epoch != state.epochs else 0  # what best.pt holds
+        self.log = _EpochLog(out / LOG_FILE, state.history)
+        self.board = TensorBoardLog(out, cfg.get("tensorboard", False) and is_main_process())
+        self.run_kwargs = {"amp": cfg["amp"], "channels_last": cfg["channels_last"]}
+        _configure_backends(cfg, runtime.device, is_main_process())
+        self.saved_epochs = state.epochs  # what last.pt vouches for
+
+    def run_epoch(self) -> None:
+        """Train and validate one epoch, keep it if best, write last.pt, log.csv and the epoch line."""
+        state, cfg = self.state, self.cfg
+        epoch = state.epochs  # 0-based index of the epoch about to run
+        started = time.perf_counter()
+        train, val = self._passes(epoch)
+        monitor_key, monitored = monitored_value(val, self.task, cfg)
+        best = _improved(monitored, state.best_metric, self.task.mode)
+        state.epochs = epoch + 1
+        if best:
+            self._keep_best(monitored)
+        else:
+            state.bad_epochs += 1
+        extra_columns, extra_line = self.epoch_callback(self.net, train, val) if self.epoch_callback else ({}, None)
+        seconds = time.perf_counter() - started
+        state.seconds += seconds
+        state.history.append({"epoch": epoch + 1, **_scalars("train", train), **_scalars("val", val),
+                              "lr": self.optimizer.param_groups[0]["lr"], **extra_columns,
+                              "seconds": round(seconds, 3)})
+        state.stopped = should_stop(state, monitor_key, self.task.mode, cfg)
+        if is_main_process():
+            self.best_on_disk = _save_resume(self.out, cfg, self.net, self.optimizer, state, self.best_on_disk)
+        self.saved_epochs = state.epochs
+        if is_main_process():
+            self._report(train, val, seconds, best, extra_line, monitor_key)
+
+    def _passes(self, epoch: int) -> tuple[dict, dict]:
+        """The training pass (re-seeded from (seed, epoch, rank)) and the validation pass of ``epoch``."""
+        cfg = self.cfg
+        seed = epoch_seed(cfg["seed"], epoch, self.runtime.rank)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        self.train_loader.sampler.set_epoch(epoch)
+        self.model.train()
+        device = self.runtime.device
+        try:
+            train = run_pass(self.model, self.task, self.train_loader, device, optimizer=self.optimizer,
+                             epoch=epoch, desc=f"epoch {epoch + 1} train", **self.run_kwargs)
+        except NonFiniteLoss as exc:
+            raise TrainingDiverged(_divergence_message(exc.value, epoch + 1, cfg, self.out / LAST_FILE,
+                                                       self.saved_epochs)) from None
+        val = evaluate(self.net, self.task, self.val_loader, device, desc=f"epoch {epoch + 1} val",
+                       batch_mean_rows=cfg["batch_size"], **self.run_kwargs)
+        return train, val
+
+    def _keep_best(self, monitored: float) -> None:
+        """The epoch just run is the best: keep its weights and (rank 0) write checkpoint.pt."""
+        state = self.state
+        state.best_metric, state.best_epoch, state.bad_epochs = monitored, state.epochs, 0
+        state.best_state = _cpu_state(self.net)
+        if is_main_process():
+            weights, rhemo = checkpoint_weights(self.net)
+            trained = self.checkpoint.completed(weights, state.epochs, monitored, self.cfg, rhemo=rhemo)
+            save_checkpoint(self.out / CHECKPOINT_FILE, trained.to_payload())
+
+    def _report(self, train: dict, val: dict, seconds: float, best: bool, extra_line: str | None,
+                monitor_key: str) -> None:
+        state, cfg = self.state, self.cfg
+        self.log.append(state.history[-1])
+        self.board.epoch(state.history[-1])
+        print(_epoch_line(state.epochs, cfg["num_epochs"], train, val, self.show_keys, seconds, best), flush=True)
+        if extra_line:
+            print(extra_line, flush=True)
+        if state.stopped:
+            print(f"early stopping ({cfg['early_stopping_rule']} rule, patience {cfg['patience']}) on val "
+                  f"{monitor_key} (best epoch {state.best_epoch})", flush=True)
+
+
+def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, runtime: Runtime,
+        output_dir: str | os.PathLike, checkpoint: TrainedCheckpoint, show_keys: list[str],
+        epoch_callback: Callable[[nn.Module, dict, dict], tuple[dict, str | None]] | None = None,
+        after_epoch: Callable[[int], None] | None = None) -> FitState:
     """Train ``model`` until ``num_epochs`` or early stopping; returns the final :class:`FitState`.
 
     Args:
@@ -831,91 +910,34 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
         cfg: the validated config (keys learning_rate, regularization_lambda, num_epochs, early_stopping,
             patience, seed, amp, channels_last; the whole dict is stored for resume checks).
         output_dir: the run folder (checkpoint.pt, last.pt, log.csv).
-        payload_fn: unwrapped model → checkpoint payload without 'format', 'code_version', 'epoch',
-            'best_metric', 'config' (filled in here).
+        checkpoint: what ``checkpoint.pt`` says besides the weights; each best epoch saves it completed with
+            the weights (:func:`rhemo.train.embeddings.checkpoint_weights`), epoch, metric and config.
         show_keys: metric names printed in the one-line epoch summary.
         epoch_callback: optional ``(unwrapped model, train metrics, val metrics) → (extra numeric log.csv
             columns, line printed after the epoch summary or None)``, called after each validation pass.
+        after_epoch: optional ``hook(epoch)`` (1-based) called after each finished epoch, once ``last.pt`` is
+            on disk (the bench times epochs with it; tests interrupt a run at a chosen epoch).
 
     Raises:
         TrainingInterrupted: on Ctrl-C (``last.pt`` holds the last finished epoch).
         TrainingDiverged: when the training loss becomes nan/inf (last.pt keeps the epochs before).
     """
-    from rhemo import __version__
-
     out = Path(output_dir)
-    net = unwrap(model)
-    device = runtime.device
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, cfg["learning_rate"], cfg["regularization_lambda"])
-    state = _load_resume(out / LAST_FILE, cfg, net, optimizer) or FitState()
-    best_on_disk = state.best_epoch if state.best_epoch != state.epochs else 0  # what best.pt holds
-    log = _EpochLog(out / LOG_FILE, state.history)
-    board = TensorBoardLog(out, cfg.get("tensorboard", False) and runtime.is_main)
-    num_epochs = cfg["num_epochs"]
-    run_kwargs = {"amp": cfg["amp"], "channels_last": cfg["channels_last"]}
-    _configure_backends(cfg, device, runtime.is_main)
-    saved_epochs = state.epochs  # what last.pt vouches for
-
+    training = Training(model, task, train_loader, val_loader, cfg, runtime, out, checkpoint, show_keys,
+                        epoch_callback)
+    state = training.state
     try:
-        while not state.stopped and state.epochs < num_epochs:
-            epoch = state.epochs  # 0-based index of the epoch about to run
-            started = time.perf_counter()
-            seed = dev.epoch_seed(cfg["seed"], epoch, runtime.rank)
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            torch.manual_seed(seed)
-            train_loader.sampler.set_epoch(epoch)
-            model.train()
-            try:
-                train = run_pass(model, task, train_loader, device, optimizer=optimizer, epoch=epoch,
-                                 desc=f"epoch {epoch + 1} train", **run_kwargs)
-            except NonFiniteLoss as exc:
-                raise TrainingDiverged(_divergence_message(exc.value, epoch + 1, cfg, out / LAST_FILE,
-                                                           saved_epochs)) from None
-            val = evaluate(net, task, val_loader, device, desc=f"epoch {epoch + 1} val",
-                           batch_mean_rows=cfg["batch_size"], **run_kwargs)
-            monitor_key, monitored = monitored_value(val, task, cfg)
-            best = _improved(monitored, state.best_metric, task.mode)
-            state.epochs = epoch + 1
-            if best:
-                state.best_metric, state.best_epoch, state.bad_epochs = monitored, epoch + 1, 0
-                state.best_state = _cpu_state(net)
-                if runtime.is_main:
-                    payload = dict(payload_fn(net))
-                    payload.update({"format": CHECKPOINT_FORMAT, "code_version": __version__,
-                                    "epoch": epoch + 1, "best_metric": monitored, "config": cfg})
-                    save_checkpoint(out / CHECKPOINT_FILE, payload)
-            else:
-                state.bad_epochs += 1
-            extra_columns, extra_line = epoch_callback(net, train, val) if epoch_callback else ({}, None)
-            seconds = time.perf_counter() - started
-            state.seconds += seconds
-            state.history.append({"epoch": epoch + 1, **_scalars("train", train), **_scalars("val", val),
-                                  "lr": optimizer.param_groups[0]["lr"], **extra_columns,
-                                  "seconds": round(seconds, 3)})
-            state.stopped = should_stop(state, monitor_key, task.mode, cfg)
-            if runtime.is_main:
-                best_on_disk = _save_resume(out, cfg, net, optimizer, state, best_on_disk)
-            saved_epochs = state.epochs
-            if runtime.is_main:
-                log.append(state.history[-1])
-                board.epoch(state.history[-1])
-                print(_epoch_line(epoch + 1, num_epochs, train, val, show_keys, seconds, best), flush=True)
-                if extra_line:
-                    print(extra_line, flush=True)
-                if state.stopped:
-                    print(f"early stopping ({cfg['early_stopping_rule']} rule, patience {cfg['patience']}) on val "
-                          f"{monitor_key} (best epoch {state.best_epoch})", flush=True)
-            for hook in AFTER_EPOCH_HOOKS:
-                hook(epoch + 1)
+        while not state.stopped and state.epochs < cfg["num_epochs"]:
+            training.run_epoch()
+            if after_epoch is not None:
+                after_epoch(state.epochs)
     except KeyboardInterrupt:
-        if runtime.is_main:
-            print(f"\ninterrupted: {out / LAST_FILE} holds {saved_epochs} finished epoch(s); run the same command "
-                  f"again to resume", flush=True)
-        raise TrainingInterrupted(f"training interrupted after {saved_epochs} saved epoch(s)") from None
+        if is_main_process():
+            print(f"\ninterrupted: {out / LAST_FILE} holds {training.saved_epochs} finished epoch(s); run the same "
+                  f"command again to resume", flush=True)
+        raise TrainingInterrupted(f"training interrupted after {training.saved_epochs} saved epoch(s)") from None
     finally:
-        board.close()
+        training.board.close()
     if state.best_state is None:
         raise TrainingDiverged(f"the validation {task.monitor_key} was never finite; no checkpoint was written; "
                                f"lower learning_rate (now {cfg['learning_rate']:g}) and retrain with --force")
@@ -930,7 +952,7 @@ def _divergence_message(value: float, epoch: int, cfg: dict, last: Path, saved_e
 
 
 def write_metrics(output_dir: str | os.PathLike, record: dict, state: FitState) -> dict:
-    """Write ``metrics.json`` (atomically, rank 0) and delete ``last.pt``: the run is finished.
+    """Write ``metrics.json`` (atomically, rank 0) and delete ``last.pt`` and ``best.pt``: the run is finished.
 
     ``record`` holds the script-specific fields (script, model_name, quat, params, label_names, train, val,
     test); the status, epoch counts and time come from ``state``.
@@ -938,23 +960,10 @@ def write_metrics(output_dir: str | os.PathLike, record: dict, state: FitState) 
     full = {"status": "done", **record, "epochs": state.epochs, "best_epoch": state.best_epoch,
             "seconds": round(state.seconds, 3)}
     out = Path(output_dir)
-    if dev.is_main_process():
-        _write_text_atomic(out / METRICS_FILE, json.dumps(_json_safe(full), indent=2) + "\n")
+    if is_main_process():
+        runfolder.write_metrics(out, full)
         for name in (LAST_FILE, BEST_FILE):
             if (out / name).exists():
                 (out / name).unlink()
-    dev.barrier()
+    barrier()
     return full
-
-
-def _json_safe(value: Any) -> Any:
-    """nan/inf → None (JSON has no nan); numpy scalars → Python numbers."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value

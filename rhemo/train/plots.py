@@ -24,6 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rhemo.atomic import atomic_path
+
 __all__ = ["plot_ser_curves", "plot_rhemo_curves", "plot_confusion", "plot_rhemo_diagnostics"]
 
 COMPONENTS = ("real", "i", "j", "k")
@@ -40,9 +42,8 @@ def _pyplot():
 
 def _save(fig, path: Path, dpi: int = 110) -> None:
     path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # keep the suffix: matplotlib picks the format by it
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # the temp name ends in .tmp: the format comes from the target's suffix
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip("."))
 
 
 def _column(history: Sequence[dict], key: str) -> np.ndarray:

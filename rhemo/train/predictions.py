@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rhemo.atomic import atomic_path
 from rhemo.train.metrics import utterance_logits
 
 __all__ = ["predictions_frame", "write_predictions"]
@@ -49,7 +50,7 @@ def write_predictions(path: str | os.PathLike, logits: np.ndarray, targets: np.n
                       utterance_ids: Sequence[str], speakers: Sequence[str], label_names: Sequence[str]) -> Path:
     """Write :func:`predictions_frame` as CSV at ``path`` atomically; returns the path."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    predictions_frame(logits, targets, utterance_ids, speakers, label_names).to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    frame = predictions_frame(logits, targets, utterance_ids, speakers, label_names)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
     return path

@@ -4,7 +4,8 @@ Layout written by the launcher and the training scripts (every name below is def
 
     results/<exp>_<name>/<run>[/seed<s>]/fold<k>/
         config.json  log.csv  metrics.json  checkpoint.pt  last.pt  best.pt  error.txt  fold.lock
-        environment.json  predictions_test.csv  predictions_val.csv  curves.png ...
+        environment.json  predictions_test.csv  predictions_val.csv  curves.png  confusion.png
+        confusion_utterance.png  diagnostics.png  tensorboard/
     results/<exp>_<name>/<run>[/seed<s>]/summary.json
 
 
@@ -33,7 +34,8 @@ from rhemo.train.config import ConfigError, options_for
 
 __all__ = ["RunFolderError", "DISK_FULL_ERRNOS", "METRICS_FILE", "PREVIOUS_METRICS_FILE", "LOCK_FILE",
            "CONFIG_FILE", "CHECKPOINT_FILE", "LAST_FILE", "BEST_FILE", "LOG_FILE", "ERROR_FILE", "SUMMARY_FILE",
-           "ENVIRONMENT_FILE", "FOLD_DIR_PATTERN", "fold_dir", "fold_dirs", "read_metrics", "write_metrics",
+           "ENVIRONMENT_FILE", "CURVES_FILE", "CONFUSION_FILE", "CONFUSION_UTTERANCE_FILE", "DIAGNOSTICS_FILE",
+           "TENSORBOARD_DIR", "predictions_file", "FOLD_DIR_PATTERN", "fold_dir", "fold_dirs", "read_metrics", "write_metrics",
            "config_differences", "run_finished", "holds_results", "check_run_folder", "stale_temp_files", "remove_stale_temps",
            "FoldLock"]
 
@@ -48,6 +50,11 @@ LOG_FILE = "log.csv"
 ERROR_FILE = "error.txt"
 SUMMARY_FILE = "summary.json"
 ENVIRONMENT_FILE = "environment.json"
+CURVES_FILE = "curves.png"
+CONFUSION_FILE = "confusion.png"
+CONFUSION_UTTERANCE_FILE = "confusion_utterance.png"
+DIAGNOSTICS_FILE = "diagnostics.png"
+TENSORBOARD_DIR = "tensorboard"
 #: a fold folder's name; group 1 is the fold number
 FOLD_DIR_PATTERN = re.compile(r"^fold(\d+)$")
 #: errno values meaning "the disk (or the user's quota) is full"
@@ -55,6 +62,11 @@ DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSP
 #: temporary files of interrupted atomic writes (rhemo.atomic: "<name>.<random>.tmp"; older ones "<name>.tmp")
 _TEMP_PATTERNS = tuple(f"{name}.*tmp" for name in (CHECKPOINT_FILE, LAST_FILE, BEST_FILE, CONFIG_FILE, METRICS_FILE,
                                                       LOG_FILE))
+
+
+def predictions_file(split: str) -> str:
+    """``predictions_<split>.csv``: a SER run's per-utterance predictions on ``split`` ('val' or 'test')."""
+    return f"predictions_{split}.csv"
 
 
 def fold_dir(run_dir: str | os.PathLike, fold: int, seed: int | None = None) -> Path:

@@ -7,7 +7,7 @@ on "distributed or not".
 
 Example (single process):
     >>> rt = setup(use_cuda=False, gpu_id=0)
-    >>> rt.device, rt.rank, rt.world_size, rt.is_main
+    >>> rt.device, rt.rank, rt.world_size, is_main_process()
     (device(type='cpu'), 0, 1, True)
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["Runtime", "DeviceError", "select_device", "setup", "cleanup", "is_distributed", "get_rank",
-           "get_world_size", "is_main_process", "barrier", "all_reduce_sum", "all_reduce_mean",
+           "get_world_size", "is_main_process", "barrier", "all_reduce_sum",
            "all_gather_rows", "seed_everything", "epoch_seed", "LAUNCHER_PID_ENV", "exit_with_launcher"]
 
 #: set by the launcher (rhemo.experiments.launcher.run_process) to its pid; every training process watches it
@@ -37,16 +37,12 @@ class DeviceError(ValueError):
 
 @dataclass(frozen=True)
 class Runtime:
-    """The process's place in the run: its device, its rank among ``world_size`` processes."""
+    """The process's place in the run: its device, its rank among ``world_size`` processes (whether it is rank
+    0, the one that writes files, is :func:`is_main_process`)."""
     device: torch.device
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
@@ -196,11 +192,6 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(moved, op=dist.ReduceOp.SUM)
         out = moved.to(values.device)
     return out
-
-
-def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
-    """Element-wise mean of ``values`` over all processes."""
-    return all_reduce_sum(values) / get_world_size()
 
 
 def all_gather_rows(rows: torch.Tensor) -> torch.Tensor:

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Iterable
 
 from rhemo.train.config import ConfigError
+from rhemo.train.runfolder import TENSORBOARD_DIR
 
-TENSORBOARD_DIR = "tensorboard"
-
-__all__ = ["TENSORBOARD_DIR", "TensorBoardLog", "log_figures"]
+__all__ = ["TensorBoardLog", "log_figures"]
 
 
 class TensorBoardLog:

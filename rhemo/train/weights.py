@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
+from models.registry import RHEMO_MODEL
 from rhemo.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, file_sha256, load_checkpoint, \
-    plain_state_dict
+    plain_state_dict, state_dict_mismatch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GDRIVE_ID = "1vCX0KHW44Q9plKTdkgyKZRcyjfgVA7jX"
@@ -36,7 +37,6 @@ FILE_NAME = "pretrained_RHemo"
 #: SHA-256 of the authors' file. Unknown: it could not be fetched when this code was written (no network).
 #: Set it once the hash has been recorded (download_weights.py prints it) to reject altered downloads.
 EXPECTED_SHA256: str | None = None
-RHEMO_MODEL_NAME = "simple_autoencoder_2_vad"
 _HEAD_IN = "classifier_discrete.0.weight"
 _HEAD_OUT = "classifier_discrete.6.weight"
 _QUAT_DECODER_KEY = "t_conv1.r_weight"
@@ -74,23 +74,6 @@ def rhemo_kwargs(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
             "num_classes": int(head_out.shape[0])}
 
 
-def _check_keys(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: Path) -> None:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    shapes = [f"{k} {tuple(state_dict[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-              if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {', '.join(unexpected)}")
-        if shapes:
-            parts.append(f"wrong shapes: {'; '.join(shapes)}")
-        raise WeightsError(f"{path} does not match simple_autoencoder_2_vad: " + " | ".join(parts))
-
-
 def load_rhemo(path: str | os.PathLike, map_location: Any = "cpu"):
     """Load RH-emo weights into a new ``simple_autoencoder_2_vad`` (strict key matching), in eval mode.
 
@@ -112,9 +95,9 @@ def load_rhemo(path: str | os.PathLike, map_location: Any = "cpu"):
     try:
         payload = load_checkpoint(path, map_location=map_location)
         if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT \
-                and payload.get("model_name") != RHEMO_MODEL_NAME:
+                and payload.get("model_name") != RHEMO_MODEL:
             raise WeightsError(f"{path} holds a {payload.get('model_name')!r} checkpoint, not an RH-emo "
-                               f"({RHEMO_MODEL_NAME}) one")
+                               f"({RHEMO_MODEL}) one")
         state_dict = plain_state_dict(payload)
     except CheckpointError as exc:
         raise WeightsError(f"cannot read RH-emo weights from {path}: {exc}") from exc
@@ -124,7 +107,9 @@ def load_rhemo(path: str | os.PathLike, map_location: Any = "cpu"):
         if isinstance(dropout, float):
             kwargs["classifier_dropout"] = dropout
     model = simple_autoencoder_2_vad(**kwargs)
-    _check_keys(model, state_dict, path)
+    mismatch = state_dict_mismatch(model.state_dict(), state_dict)
+    if mismatch:
+        raise WeightsError(f"{path} does not match {RHEMO_MODEL}: {mismatch}")
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
 
