@@ -119,7 +119,7 @@ def model_builders():
         print(f"models not available yet ({type(exc).__name__}: {exc})")
         return []
     return [("AlexNet (quat)", lambda: AlexNet(quat=True, num_classes=4)),
-            ("VGG16 (quat)", lambda: VGGNet(architecture="VGG16", quat=True, num_classes=4, verbose=False)),
+            ("VGG16 (quat)", lambda: VGGNet(architecture="VGG16", quat=True, num_classes=4)),
             ("ResNet-50 (quat)", lambda: resnet50(quat=True, num_classes=4))]
 
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
+
+from models.registry import create_model
 
 from rhemo.train import checkpoint as ckpt
 from rhemo.train import config, loop
@@ -226,5 +231,22 @@ def test_a_speaker_protocol_the_store_cannot_fill_is_one_line(tmp_path, capsys, 
     assert "protocol 'speaker'" in line and f"num_folds {folds}" in line and expected in line
 
 
-def test_the_schema_monitors_are_the_ones_the_engine_computes():
-    assert {s: set(m) for s, m in config.MONITORS.items()} == {s: set(m) for s, m in loop.MONITORS.items()}
+def _validation_pass(task, net, batch):
+    return loop.run_pass(net, task, [batch], torch.device("cpu"), epoch=None)
+
+
+def test_the_schema_monitors_are_metrics_the_engine_computes():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 512, 128)
+    batch = {"x": x, "target": torch.tensor([0, 1]), "vad": torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]]),
+             "group": torch.tensor([0, 1])}
+    rhemo = create_model("simple_autoencoder_2_vad", hidden_size=4).eval()
+    ser_out = _validation_pass(loop.SERTask(3), nn.Flatten(), {**batch, "x": torch.rand(2, 3)})
+    rhemo_out = _validation_pass(loop.RHemoTask(alpha=1.0, beta=0.1, beta_class=1.0, beta_vad=1.0), rhemo, batch)
+    for script, out in (("ser", ser_out), ("rhemo", rhemo_out)):
+        for name, (key, mode) in config.MONITORS[script].items():
+            assert mode in ("min", "max"), (script, name)
+            assert math.isfinite(out[key]), (script, name, key, sorted(out))
+            task = loop.SERTask(3, name) if script == "ser" else loop.RHemoTask(
+                alpha=1.0, beta=0.1, beta_class=1.0, beta_vad=1.0, monitor=name)
+            assert (task.monitor_key, task.mode) == (key, mode)

@@ -212,8 +212,7 @@ class RunPlan:
         return f"{self.experiment.path}, run {self.run}{seed}"
 
     def run_dir(self, output_folder: Path) -> Path:
-        run_dir = Path(output_folder) / self.experiment.stem / str(self.run)
-        return run_dir if self.seed_folder is None else run_dir / f"seed{self.seed_folder}"
+        return runfolder.seed_dir(Path(output_folder) / self.experiment.stem / str(self.run), self.seed_folder)
 
     def fold_dir(self, output_folder: Path, fold: int) -> Path:
         return runfolder.fold_dir(self.run_dir(output_folder), fold)
@@ -514,7 +513,7 @@ def _run_locked_fold(plan: RunPlan, fold: int, fold_dir: Path, label: str, opts:
     command = fold_command(plan, config_path, opts.scripts_dir) + (["--force"] if opts.force else [])
     print(f"[run ] {label}: {' '.join(command)}", file=console, flush=True)
     timeout = None if opts.timeout_hours is None else opts.timeout_hours * 3600.0
-    result = run_process(command, opts.scripts_dir, fold_dir / report.RUN_LOG_FILE, timeout, console)
+    result = run_process(command, opts.scripts_dir, fold_dir / runfolder.RUN_LOG_FILE, timeout, console)
     return _record_outcome(result, fold_dir, label, command, opts, console)
 
 
@@ -547,7 +546,7 @@ def _record_outcome(result: ProcessResult, fold_dir: Path, label: str, command: 
     else:
         reason = f"exit code {result.returncode}"
     error_path = fold_dir / ERROR_FILE
-    lines = [f"{label}: {reason}", f"command: {' '.join(command)}", f"full output: {fold_dir / report.RUN_LOG_FILE}",
+    lines = [f"{label}: {reason}", f"command: {' '.join(command)}", f"full output: {fold_dir / runfolder.RUN_LOG_FILE}",
              f"--- last {len(result.tail)} lines of output ---", *result.tail]
     write_text(error_path, "\n".join(lines) + "\n")
     if result.interrupted:

@@ -26,19 +26,17 @@ they let the shipped files run unchanged on small corpora (``make paper-mini``).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from rhemo.train.config import SCRIPT_FILES, ConfigError, coerce, defaults, options_for, parse_json_object
-from rhemo.train.runfolder import CHECKPOINT_FILE, FOLD_DIR_PATTERN, METRICS_FILE, fold_dir
+from rhemo.train.runfolder import CHECKPOINT_FILE, FOLD_DIR_PATTERN, METRICS_FILE, fold_dir, seed_dirs
 
 #: configuration keys that may hold a reference to another run's checkpoint
 REFERENCE_KEYS = ("load_pretrained", "r2he_model_path")
 SAME = "same"
 #: a seed folder's name (``<run>/seed<s>``); group 1 is the seed
-SEED_DIR_PATTERN = re.compile(r"^seed(\d+)$")
 _REFERENCE_FIELDS = ("experiment", "run", "fold", "seed")
 
 
@@ -96,13 +94,6 @@ class Reference:
 
 
 NOT_ON_DISK = "not on disk"
-
-
-def seed_dirs(run_dir: Path) -> list[tuple[int, Path]]:
-    """The ``seed<s>`` sub-folders of a run folder as (s, path), sorted by s (the seed twin of
-    :func:`rhemo.train.runfolder.fold_dirs`)."""
-    matches = ((SEED_DIR_PATTERN.match(child.name), child) for child in Path(run_dir).iterdir() if child.is_dir())
-    return sorted((int(match.group(1)), child) for match, child in matches if match)
 
 
 def seeds_on_disk(run_dir: Path) -> list[int] | None | str:

@@ -30,14 +30,12 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from rhemo.atomic import atomic_path, json_safe, write_json
-from rhemo.experiments.references import SEED_DIR_PATTERN, seed_dirs
 from rhemo.train.config import SCRIPT_FILES
 from rhemo.train.metrics import mean_std
-from rhemo.train.runfolder import (CONFIG_FILE, ERROR_FILE, FOLD_DIR_PATTERN, METRICS_FILE, SUMMARY_FILE, fold_dir,
-                                   read_metrics)
+from rhemo.train.runfolder import (CONFIG_FILE, ERROR_FILE, FOLD_DIR_PATTERN, METRICS_FILE, RUN_LOG_FILE,
+                                   SEED_DIR_PATTERN, SUMMARY_FILE, fold_dir, read_metrics, seed_dirs)
 
 #: the launcher's copy of a fold's console output (beside error.txt)
-RUN_LOG_FILE = "run.log"
 STATUSES = ("done", "failed", "corrupt", "missing")
 KIND_TITLES = {"ser": "SER", "rhemo": "RH-emo"}
 

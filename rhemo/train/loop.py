@@ -56,16 +56,11 @@ from rhemo.train.weights import WeightsError
 #: Errors about the user's inputs (config, store, checkpoints, device): reported in one line, no traceback.
 INPUT_ERRORS = (ConfigError, StoreError, DataError, CheckpointError, WeightsError, DeviceError)
 
-__all__ = ["MONITORS", "Task", "SERTask", "RHemoTask", "FitState", "TrainingInterrupted", "TrainingDiverged",
+__all__ = ["Task", "SERTask", "RHemoTask", "FitState", "TrainingInterrupted", "TrainingDiverged",
            "run_guarded", "unwrap", "Training",
            "place_model", "run_pass", "evaluate", "evaluate_splits", "fit", "prepare_output_dir", "write_metrics",
            "RESUME_FREE_KEYS", "SPEEDUPS", "Speedups", "make_optimizer", "bf16_supported"]
 
-#: What each save_model_metric name measures: (metric key of the validation dict, 'min' | 'max').
-_MEASURES = {"total_loss": ("total", "min"), "recon": ("recon", "min"), "loss": ("loss", "min"),
-             "acc": ("wa", "max"), "wa": ("wa", "max"), "ua": ("ua", "max"), "f1": ("f1", "max")}
-#: save_model_metric → (metric key, mode), per script; the names each script accepts are the config schema's.
-MONITORS = {script: {name: _MEASURES[name] for name in names} for script, names in config.SCRIPT_MONITORS.items()}
 
 #: Config keys that may change between an interrupted run and its resumption (they do not change the maths
 #: of the epochs already run).
@@ -175,7 +170,7 @@ class Task:
     accuracy_key: str = "wa"
 
     def __init__(self, monitor: str) -> None:
-        choices = MONITORS[self.script]
+        choices = config.MONITORS[self.script]
         if monitor not in choices:
             raise ValueError(f"save_model_metric {monitor!r} is not available for the {self.script} script; "
                              f"choose one of {sorted(choices)}")

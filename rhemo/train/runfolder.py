@@ -34,10 +34,10 @@ from rhemo.train.config import ConfigError, options_for
 
 __all__ = ["RunFolderError", "DISK_FULL_ERRNOS", "METRICS_FILE", "PREVIOUS_METRICS_FILE", "LOCK_FILE",
            "CONFIG_FILE", "CHECKPOINT_FILE", "LAST_FILE", "BEST_FILE", "LOG_FILE", "ERROR_FILE", "SUMMARY_FILE",
-           "ENVIRONMENT_FILE", "CURVES_FILE", "CONFUSION_FILE", "CONFUSION_UTTERANCE_FILE", "DIAGNOSTICS_FILE",
-           "TENSORBOARD_DIR", "predictions_file", "FOLD_DIR_PATTERN", "fold_dir", "fold_dirs", "read_metrics", "write_metrics",
-           "config_differences", "run_finished", "holds_results", "check_run_folder", "stale_temp_files", "remove_stale_temps",
-           "FoldLock"]
+           "ENVIRONMENT_FILE", "RUN_LOG_FILE", "CURVES_FILE", "CONFUSION_FILE", "CONFUSION_UTTERANCE_FILE",
+           "DIAGNOSTICS_FILE", "TENSORBOARD_DIR", "predictions_file", "FOLD_DIR_PATTERN", "SEED_DIR_PATTERN",
+           "seed_dir", "fold_dir", "fold_dirs", "seed_dirs", "read_metrics", "write_metrics", "config_differences",
+           "run_finished", "holds_results", "check_run_folder", "stale_temp_files", "remove_stale_temps", "FoldLock"]
 
 METRICS_FILE = "metrics.json"
 PREVIOUS_METRICS_FILE = "metrics.previous.json"
@@ -50,6 +50,8 @@ LOG_FILE = "log.csv"
 ERROR_FILE = "error.txt"
 SUMMARY_FILE = "summary.json"
 ENVIRONMENT_FILE = "environment.json"
+#: the launcher's copy of a training's console output
+RUN_LOG_FILE = "run.log"
 CURVES_FILE = "curves.png"
 CONFUSION_FILE = "confusion.png"
 CONFUSION_UTTERANCE_FILE = "confusion_utterance.png"
@@ -57,6 +59,8 @@ DIAGNOSTICS_FILE = "diagnostics.png"
 TENSORBOARD_DIR = "tensorboard"
 #: a fold folder's name; group 1 is the fold number
 FOLD_DIR_PATTERN = re.compile(r"^fold(\d+)$")
+#: a seed folder's name (a run repeated over seeds); group 1 is the seed
+SEED_DIR_PATTERN = re.compile(r"^seed(\d+)$")
 #: errno values meaning "the disk (or the user's quota) is full"
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 #: temporary files of interrupted atomic writes (rhemo.atomic: "<name>.<random>.tmp"; older ones "<name>.tmp")
@@ -69,20 +73,29 @@ def predictions_file(split: str) -> str:
     return f"predictions_{split}.csv"
 
 
+def seed_dir(run_dir: str | os.PathLike, seed: int | None) -> Path:
+    """``<run_dir>/seed<seed>`` for a run repeated over seeds; ``run_dir`` itself when ``seed`` is None."""
+    return Path(run_dir) if seed is None else Path(run_dir) / f"seed{seed}"
+
+
 def fold_dir(run_dir: str | os.PathLike, fold: int, seed: int | None = None) -> Path:
     """``<run_dir>/fold<fold>``, or ``<run_dir>/seed<seed>/fold<fold>`` for a run repeated over seeds."""
-    base = Path(run_dir) if seed is None else Path(run_dir) / f"seed{seed}"
-    return base / f"fold{fold}"
+    return seed_dir(run_dir, seed) / f"fold{fold}"
+
+
+def _numbered_dirs(folder: str | os.PathLike, pattern: re.Pattern) -> list[tuple[int, Path]]:
+    matches = ((pattern.match(child.name), child) for child in Path(folder).iterdir() if child.is_dir())
+    return sorted((int(match.group(1)), child) for match, child in matches if match)
 
 
 def fold_dirs(folder: str | os.PathLike) -> list[tuple[int, Path]]:
     """The ``fold<k>`` sub-folders of ``folder`` as (k, path), sorted by k."""
-    found = []
-    for child in Path(folder).iterdir():
-        match = FOLD_DIR_PATTERN.match(child.name)
-        if match and child.is_dir():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
+    return _numbered_dirs(folder, FOLD_DIR_PATTERN)
+
+
+def seed_dirs(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """The ``seed<s>`` sub-folders of a run folder as (s, path), sorted by s."""
+    return _numbered_dirs(run_dir, SEED_DIR_PATTERN)
 
 
 def read_metrics(path: str | os.PathLike) -> tuple[str, dict[str, Any] | None, str]:
