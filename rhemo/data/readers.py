@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from rhemo.errors import InputError
+
 __all__ = [
     "Utterance",
     "Skipped",
@@ -84,7 +86,7 @@ class Skipped:
     reason: str
 
 
-class ReaderError(ValueError):
+class ReaderError(InputError):
     """The corpus root is wrong: missing, or nothing in it matches the expected layout."""
 
 
@@ -95,7 +97,10 @@ EMODB_EMOTIONS = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F"
                   "N": "neutral"}
 # The class order of the reference code (happy first).
 TESS_LABELS = ("happy", "sad", "angry", "disgust", "neutral", "pleasant_surprise", "fear")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aif", ".aiff", ".opus")
+# The one list of audio file extensions (preprocessing and predict.py both walk folders with it): what
+# soundfile (libsndfile) reads, plus .m4a, which features.load_audio reads through librosa/audioread.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
+                    ".w64", ".caf", ".m4a")
 
 _TESS_ALIASES = {"angry": "angry", "anger": "angry", "disgust": "disgust", "disgusted": "disgust",
                  "fear": "fear", "fearful": "fear", "happy": "happy", "happiness": "happy",

@@ -58,6 +58,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from rhemo.errors import DataError
+
 from .features import AudioError, FeatureSettings, file_to_segments
 from .readers import Skipped, Utterance
 
@@ -81,7 +83,7 @@ _HEADER_BYTES = 128  # .npy v1.0 header length we write (a multiple of 64, as nu
 _BATCH_PER_WORKER = 64  # files in flight per worker: bounds the results waiting in memory
 
 
-class StoreError(ValueError):
+class StoreError(DataError):
     """A store is missing, incomplete or inconsistent, or cannot be written; the message names the file."""
 
 
