@@ -87,7 +87,7 @@ def _split_sizes(n: int, fractions: tuple[float, float, float]) -> tuple[int, in
     empty = [name for name, (count, frac) in wanted.items() if frac > 0 and count < 1]
     if empty:
         raise DataError(f"random_split: {n} utterance(s) are too few for fractions {fractions}: the "
-                         f"{'/'.join(empty)} set would be empty")
+                        f"{'/'.join(empty)} set would be empty")
     return n_train, n_val, n_test
 
 
@@ -113,7 +113,7 @@ def random_split(utterance_ids: Sequence[Hashable], fractions: Sequence[float] =
     if len(fractions) != 3 or any(not math.isfinite(f) or f < 0 for f in fractions) \
             or abs(sum(fractions) - 1.0) > 1e-6 or fractions[0] <= 0:
         raise DataError(f"random_split: fractions must be three non-negative numbers summing to 1 with a "
-                         f"positive training share, got {fractions}")
+                        f"positive training share, got {fractions}")
     _check_fold(fold, num_folds, "random_split")
     utterances, codes = group_codes(_as_list(utterance_ids, "random_split: utterance_ids"))
     n = len(utterances)
@@ -135,7 +135,7 @@ def _per_utterance(codes: np.ndarray, column: list, n_utt: int, what: str, utter
             values[code], seen[code] = value, True
         elif value != values[code]:
             raise DataError(f"speaker_split: utterance {utterances[code]!r} has segments with different "
-                             f"{what} ({values[code]!r} and {value!r})")
+                            f"{what} ({values[code]!r} and {value!r})")
     return values
 
 
@@ -168,52 +168,69 @@ def speaker_split(utterance_ids: Sequence[Hashable], speakers: Sequence[Hashable
     _check_fold(fold, num_folds, "speaker_split")
     if not 0.0 <= float(val_fraction) < 1.0:
         raise DataError(f"speaker_split: val_fraction must be in [0, 1), got {val_fraction}")
+    utterances, codes, utt_speaker, utt_session = _speaker_columns(utterance_ids, speakers, sessions)
+    rng = np.random.default_rng(seed)
+    all_speakers = sorted(set(utt_speaker), key=str)
+    if all(_has_no_session(s) for s in utt_session):
+        test_speakers = _speaker_group(all_speakers, fold, num_folds, rng)
+    else:
+        test_speakers = _session_speakers(utt_speaker, utt_session, fold, num_folds)
+
+    remaining = [s for s in all_speakers if s not in test_speakers]
+    if len(remaining) < 2:
+        raise DataError(f"speaker_split: fold {fold} leaves {len(remaining)} speaker(s) outside the test set; at "
+                        f"least 2 are needed (one for validation, one for training); speakers: {all_speakers}")
+    n_val = min(max(round(float(val_fraction) * len(remaining)), 1), len(remaining) - 1)
+    val_speakers = {remaining[i] for i in rng.permutation(len(remaining))[:n_val]}
+    utt_set = np.array([2 if s in test_speakers else 1 if s in val_speakers else 0 for s in utt_speaker])
+    return Split(*(_rows_of(codes, np.flatnonzero(utt_set == k)) for k in range(3)))
+
+
+def _speaker_columns(utterance_ids: Sequence[Hashable], speakers: Sequence[Hashable],
+                     sessions: Sequence[Any] | None) -> tuple[list, np.ndarray, list, list]:
+    """(utterances, per-row utterance codes, speaker per utterance, session per utterance) of the per-row
+    columns; DataError when they differ in length, are empty or disagree within an utterance."""
     ids = _as_list(utterance_ids, "speaker_split: utterance_ids")
     spk = _as_list(speakers, "speaker_split: speakers")
     ses = [None] * len(ids) if sessions is None else _as_list(sessions, "speaker_split: sessions")
     if not len(ids) == len(spk) == len(ses):
         raise DataError(f"speaker_split: utterance_ids, speakers and sessions must have one entry per row, got "
-                         f"{len(ids)}, {len(spk)} and {len(ses)}")
+                        f"{len(ids)}, {len(spk)} and {len(ses)}")
     if not ids:
         raise DataError("speaker_split: no utterances given")
     utterances, codes = group_codes(ids)
     utt_speaker = _per_utterance(codes, spk, len(utterances), "speakers", utterances)
     utt_session = _per_utterance(codes, ses, len(utterances), "sessions", utterances)
-    rng = np.random.default_rng(seed)
-    all_speakers = sorted(set(utt_speaker), key=str)
+    return utterances, codes, utt_speaker, utt_session
 
+
+def _session_speakers(utt_speaker: list, utt_session: list, fold: int, num_folds: int) -> set:
+    """Leave-one-session-out: the speakers of the ``fold``-th sorted session."""
     missing = [_has_no_session(s) for s in utt_session]
-    if not all(missing):
-        if any(missing):
-            raise DataError(f"speaker_split: {sum(missing)} of {len(missing)} utterances have no session (-1/None) "
-                             f"while the others have one; give sessions for all or for none")
-        speaker_session: dict = {}
-        for speaker, session in zip(utt_speaker, utt_session):
-            if speaker_session.setdefault(speaker, session) != session:
-                raise DataError(f"speaker_split: speaker {speaker!r} appears in sessions "
-                                 f"{speaker_session[speaker]!r} and {session!r}; leave-one-session-out would not "
-                                 f"be speaker-independent")
-        session_list = sorted(set(utt_session))
-        if num_folds != len(session_list):
-            raise DataError(f"speaker_split: leave-one-session-out needs num_folds equal to the number of sessions; "
-                             f"got num_folds={num_folds} for {len(session_list)} sessions {session_list}")
-        test_speakers = {s for s in all_speakers if speaker_session[s] == session_list[fold]}
-    else:
-        if num_folds < 2 or num_folds > len(all_speakers):
-            raise DataError(f"speaker_split: leave-speakers-out needs 2 <= num_folds <= number of speakers; got "
-                             f"num_folds={num_folds} for {len(all_speakers)} speakers")
-        shuffled = [all_speakers[i] for i in rng.permutation(len(all_speakers))]
-        groups = np.array_split(np.arange(len(shuffled)), num_folds)
-        test_speakers = {shuffled[i] for i in groups[fold]}
+    if any(missing):
+        raise DataError(f"speaker_split: {sum(missing)} of {len(missing)} utterances have no session (-1/None) "
+                        f"while the others have one; give sessions for all or for none")
+    speaker_session: dict = {}
+    for speaker, session in zip(utt_speaker, utt_session):
+        if speaker_session.setdefault(speaker, session) != session:
+            raise DataError(f"speaker_split: speaker {speaker!r} appears in sessions "
+                            f"{speaker_session[speaker]!r} and {session!r}; leave-one-session-out would not "
+                            f"be speaker-independent")
+    session_list = sorted(set(utt_session))
+    if num_folds != len(session_list):
+        raise DataError(f"speaker_split: leave-one-session-out needs num_folds equal to the number of sessions; "
+                        f"got num_folds={num_folds} for {len(session_list)} sessions {session_list}")
+    return {s for s, session in speaker_session.items() if session == session_list[fold]}
 
-    remaining = [s for s in all_speakers if s not in test_speakers]
-    if len(remaining) < 2:
-        raise DataError(f"speaker_split: fold {fold} leaves {len(remaining)} speaker(s) outside the test set; at "
-                         f"least 2 are needed (one for validation, one for training); speakers: {all_speakers}")
-    n_val = min(max(round(float(val_fraction) * len(remaining)), 1), len(remaining) - 1)
-    val_speakers = {remaining[i] for i in rng.permutation(len(remaining))[:n_val]}
-    utt_set = np.array([2 if s in test_speakers else 1 if s in val_speakers else 0 for s in utt_speaker])
-    return Split(*(_rows_of(codes, np.flatnonzero(utt_set == k)) for k in range(3)))
+
+def _speaker_group(all_speakers: list, fold: int, num_folds: int, rng: np.random.Generator) -> set:
+    """Leave-speakers-out: the ``fold``-th of ``num_folds`` near-equal groups of the shuffled speakers."""
+    if num_folds < 2 or num_folds > len(all_speakers):
+        raise DataError(f"speaker_split: leave-speakers-out needs 2 <= num_folds <= number of speakers; got "
+                        f"num_folds={num_folds} for {len(all_speakers)} speakers")
+    shuffled = [all_speakers[i] for i in rng.permutation(len(all_speakers))]
+    groups = np.array_split(np.arange(len(shuffled)), num_folds)
+    return {shuffled[i] for i in groups[fold]}
 
 
 def reduce_train(split: Split, utterance_ids: Sequence[Hashable], fraction: float, seed: int = 1) -> Split:

@@ -77,7 +77,7 @@ def _class_map(view: str, dataset: str, labels: np.ndarray) -> tuple[list[str], 
     if view in ("iemocap4", "iemocap4_exc", "complete"):
         if dataset != "iemocap":
             raise DataError(f"label view {view!r} needs an IEMOCAP store, but the store's dataset is "
-                             f"{dataset!r}; use label_view='native' for this corpus")
+                            f"{dataset!r}; use label_view='native' for this corpus")
         mapping = {name: i for i, name in enumerate(IEMOCAP4)}
         if view == "iemocap4_exc":
             mapping["exc"] = mapping["hap"]
