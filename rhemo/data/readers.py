@@ -243,6 +243,28 @@ def parse_emo_evaluation(path: str | os.PathLike) -> dict[str, tuple[str, float,
     return entries
 
 
+def _iemocap_utterance(wav: Path, labels: dict | None, label_file: Path) -> Utterance | Skipped:
+    """The utterance of one dialog wav, or why it is skipped; ``labels``: the parsed ``label_file`` (None: the
+    file is missing)."""
+    utt_id = wav.stem
+    if labels is None:
+        return Skipped(str(wav), f"no label: label file {label_file} not found")
+    entry = labels.get(utt_id)
+    if entry is None:
+        return Skipped(str(wav), f"no label: no line for {utt_id} in {label_file}")
+    if isinstance(entry, str):
+        return Skipped(str(wav), entry)
+    label, val, aro, dom = entry
+    if label not in IEMOCAP_LABELS:
+        return Skipped(str(wav), f"unknown label: {label!r} for {utt_id} in {label_file}; "
+                                 f"expected one of {list(IEMOCAP_LABELS)}")
+    match = _IEMOCAP_ID_RE.match(utt_id)
+    if match is None:
+        return Skipped(str(wav), f"bad name: {utt_id!r} is not an IEMOCAP utterance id like Ses01F_impro01_M013")
+    return Utterance(utterance_id=utt_id, path=str(wav), speaker=f"Ses{match[1]}{match[2]}",
+                     session=int(match[1]), label=label, valence=val, arousal=aro, dominance=dom)
+
+
 def read_iemocap(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped]]:
     """IEMOCAP reader (see the module docstring)."""
     root = _require_dir(root, "iemocap", _IEMOCAP_EXPECTED)
@@ -269,30 +291,8 @@ def read_iemocap(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped
             label_file = eval_dir / f"{dialog_dir.name}.txt"
             labels = parse_emo_evaluation(label_file) if label_file.is_file() else None
             for wav in wavs:
-                utt_id = wav.stem
-                if labels is None:
-                    skipped.append(Skipped(str(wav), f"no label: label file {label_file} not found"))
-                    continue
-                entry = labels.get(utt_id)
-                if entry is None:
-                    skipped.append(Skipped(str(wav), f"no label: no line for {utt_id} in {label_file}"))
-                    continue
-                if isinstance(entry, str):
-                    skipped.append(Skipped(str(wav), entry))
-                    continue
-                label, val, aro, dom = entry
-                if label not in IEMOCAP_LABELS:
-                    skipped.append(Skipped(str(wav), f"unknown label: {label!r} for {utt_id} in {label_file}; "
-                                                     f"expected one of {list(IEMOCAP_LABELS)}"))
-                    continue
-                match = _IEMOCAP_ID_RE.match(utt_id)
-                if match is None:
-                    skipped.append(Skipped(str(wav), f"bad name: {utt_id!r} is not an IEMOCAP utterance id "
-                                                     f"like Ses01F_impro01_M013"))
-                    continue
-                utterances.append(Utterance(
-                    utterance_id=utt_id, path=str(wav), speaker=f"Ses{match[1]}{match[2]}",
-                    session=int(match[1]), label=label, valence=val, arousal=aro, dominance=dom))
+                record = _iemocap_utterance(wav, labels, label_file)
+                (utterances if isinstance(record, Utterance) else skipped).append(record)
     if n_wav == 0:
         raise ReaderError(f"iemocap: no .wav files under {root}/Session*/sentences/wav/<dialog>/; expected "
                           f"{_IEMOCAP_EXPECTED}")
