@@ -144,6 +144,19 @@ def file_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+def _label_from_name(wav: Path, name_re: re.Pattern, group: int, labels: dict[str, str], bad_name: str,
+                     code_kind: str, expected: str) -> tuple[re.Match, str] | Skipped:
+    """(name match, label) of a file whose name carries its emotion code in ``name_re``'s ``group``, or the
+    Skipped record of a bad name or an unknown code (``expected``: the codes, for the message)."""
+    match = name_re.match(wav.stem)
+    if match is None:
+        return Skipped(str(wav), f"bad name: {bad_name}")
+    label = labels.get(match[group])
+    if label is None:
+        return Skipped(str(wav), f"unknown label: {code_kind} {match[group]!r}; expected {expected}")
+    return match, label
+
+
 def _files(folder: Path, extensions: Iterable[str], skipped: list[Skipped]) -> list[Path]:
     """Regular non-empty audio files of ``folder``, sorted; other entries with an audio name (FIFO, directory,
     broken symlink, empty file) are recorded in ``skipped``."""
@@ -314,14 +327,12 @@ def read_ravdess(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped
     utterances, skipped = [], []
     for actor_dir in actor_dirs:
         for wav in _files(actor_dir, (".wav",), skipped):
-            match = _RAVDESS_NAME_RE.match(wav.stem)
-            if match is None:
-                skipped.append(Skipped(str(wav), "bad name: expected MM-CC-EE-II-SS-RR-AA.wav"))
+            named = _label_from_name(wav, _RAVDESS_NAME_RE, 3, RAVDESS_EMOTIONS,
+                                     "expected MM-CC-EE-II-SS-RR-AA.wav", "emotion code", "01-08")
+            if isinstance(named, Skipped):
+                skipped.append(named)
                 continue
-            label = RAVDESS_EMOTIONS.get(match[3])
-            if label is None:
-                skipped.append(Skipped(str(wav), f"unknown label: emotion code {match[3]!r}; expected 01-08"))
-                continue
+            match, label = named
             utterances.append(Utterance(utterance_id=wav.stem, path=str(wav), speaker=f"Actor_{match[7]}",
                                         session=None, label=label))
     if not utterances and not skipped:
@@ -348,15 +359,12 @@ def read_emodb(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped]]
         raise ReaderError(f"emodb: no .wav files in {wav_dir}; expected {_EMODB_EXPECTED}")
     utterances = []
     for wav in wavs:
-        match = _EMODB_NAME_RE.match(wav.stem)
-        if match is None:
-            skipped.append(Skipped(str(wav), "bad name: expected e.g. 03a01Fa.wav"))
+        named = _label_from_name(wav, _EMODB_NAME_RE, 3, EMODB_EMOTIONS, "expected e.g. 03a01Fa.wav",
+                                 "emotion letter", f"one of {''.join(EMODB_EMOTIONS)}")
+        if isinstance(named, Skipped):
+            skipped.append(named)
             continue
-        label = EMODB_EMOTIONS.get(match[3])
-        if label is None:
-            skipped.append(Skipped(str(wav), f"unknown label: emotion letter {match[3]!r}; expected one of "
-                                             f"{''.join(EMODB_EMOTIONS)}"))
-            continue
+        match, label = named
         utterances.append(Utterance(utterance_id=wav.stem, path=str(wav), speaker=match[1], session=None,
                                     label=label))
     if not utterances and wavs and len(skipped) - n_special == len(wavs):

@@ -20,7 +20,8 @@ what the journal confirms and continues after the last journaled file. At the en
 the csv/json files are written (with :mod:`rhemo.atomic`), and the finished folder is moved to the final name
 with ``os.replace``: the final name never holds a half-written store. This protects against interrupted or
 killed runs; the data file and the shards are not fsync'ed (the store is a rebuildable cache, and syncing
-hundreds of MB cost more than the rest of a 1,500-file run). Shards grow during a run, so the partial folder may need up to twice the store's size on disk.
+hundreds of MB cost more than the rest of a 1,500-file run). Shards grow during a run, so the partial folder
+may need up to twice the store's size on disk.
 
 Faults. A run holds an exclusive lock (``fcntl.flock``) on ``OUT/<dataset>.lock`` from start to end: a second
 run on the same store is refused at once with a StoreError naming the lock and the holder's pid (refused
