@@ -67,28 +67,27 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # Imported after parsing so that --help is instant and does not need torch.
-    from tqdm import tqdm
-
-    from rhemo.train.checkpoint import CheckpointError
+def _load_predictor(args: argparse.Namespace):
+    """The predictor for ``--model`` on the chosen device; raises an input error (a ValueError) for a bad
+    model path, checkpoint or option."""
+    from rhemo.inference import load_predictor
     from rhemo.train.runtime import select_device
-    from rhemo.inference import PredictorError, find_audio_files, load_predictor, write_predictions_csv
 
-    try:
-        device = "cpu" if args.gpu_id is None else select_device(True, args.gpu_id, verbose=False)
-        if args.gpu_id is not None and device.type == "cpu":
-            print("predict.py: CUDA is not available; running on the CPU", file=sys.stderr)
-        predictor = load_predictor(args.model, device=device, fold=args.fold, batch_size=args.batch_size)
-        predictor.check_hop(args.hop)
-    except (PredictorError, CheckpointError, ValueError) as exc:
-        return _fail(str(exc))
-    print(f"predict.py: {predictor.describe()}", file=sys.stderr)
+    device = "cpu" if args.gpu_id is None else select_device(True, args.gpu_id, verbose=False)
+    if args.gpu_id is not None and device.type == "cpu":
+        print("predict.py: CUDA is not available; running on the CPU", file=sys.stderr)
+    predictor = load_predictor(args.model, device=device, fold=args.fold, batch_size=args.batch_size)
+    predictor.check_hop(args.hop)
+    return predictor
 
-    # (csv target or None, files) per command-line argument
+
+def _file_groups(paths: list[str]) -> list[tuple[Path | None, list[Path]]]:
+    """(default CSV target or None, audio files) per command-line path: a directory is searched recursively
+    and gets DIR/predictions.csv; a file stands for itself and gets no CSV."""
+    from rhemo.inference import find_audio_files
+
     groups: list[tuple[Path | None, list[Path]]] = []
-    for raw in args.paths:
+    for raw in paths:
         path = Path(raw)
         if path.is_dir():
             files = find_audio_files(path)
@@ -97,10 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             groups.append((path / "predictions.csv", files))
         else:
             groups.append((None, [path]))
-    total = sum(len(files) for _, files in groups)
-    if total == 0:
-        return _fail("no audio file to predict", code=1)
+    return groups
 
+
+def _predict_groups(predictor, groups: list[tuple[Path | None, list[Path]]], args: argparse.Namespace):
+    """Predict every file, printing each result as it comes; returns (results, results per directory CSV)."""
+    from tqdm import tqdm
+
+    total = sum(len(files) for _, files in groups)
     results = []
     per_csv: dict[Path, list] = {}
     show_bar = any(target is not None for target, _ in groups) or total > 1
@@ -115,9 +118,13 @@ def main(argv: list[str] | None = None) -> int:
                     lines = [result.summary_line()] + (result.window_lines() if args.per_window else [])
                     bar.write("\n".join(lines), file=sys.stdout)
                 bar.update(1)
+    return results, per_csv
 
-    if args.output is not None:
-        per_csv = {args.output: results}
+
+def _write_csvs(per_csv: dict[Path, list], predictor) -> int:
+    """Write each CSV; a CSV that cannot be written gets one line on stderr. Returns how many failed."""
+    from rhemo.inference import write_predictions_csv
+
     unwritten = 0
     for target, rows in per_csv.items():
         try:
@@ -128,6 +135,26 @@ def main(argv: list[str] | None = None) -> int:
                   f"result is printed (pass --output to write the CSV elsewhere)", file=sys.stderr)
             continue
         print(f"predict.py: wrote {len(rows)} row(s) to {written}", file=sys.stderr)
+    return unwritten
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Imported after parsing so that --help is instant and does not need torch.
+    from rhemo.inference import PredictorError
+    from rhemo.train.checkpoint import CheckpointError
+
+    try:
+        predictor = _load_predictor(args)
+    except (PredictorError, CheckpointError, ValueError) as exc:  # ValueError covers every rhemo InputError
+        return _fail(str(exc))
+    print(f"predict.py: {predictor.describe()}", file=sys.stderr)
+
+    groups = _file_groups(args.paths)
+    if not any(files for _, files in groups):
+        return _fail("no audio file to predict", code=1)
+    results, per_csv = _predict_groups(predictor, groups, args)
+    unwritten = _write_csvs({args.output: results} if args.output is not None else per_csv, predictor)
     if args.json:
         json.dump([r.to_dict(per_window=args.per_window) for r in results], sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -20,8 +20,9 @@ import sys
 from pathlib import Path
 
 from rhemo.data.features import FeatureSettings
-from rhemo.data.readers import DATASETS, ReaderError, read_corpus
-from rhemo.data.store import StoreError, store_path, write_store
+from rhemo.data.readers import DATASETS, read_corpus
+from rhemo.data.store import store_path, write_store
+from rhemo.errors import InputError
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "preprocessing_config.ini"
@@ -48,7 +49,7 @@ _FEATURE_HELP = {
 }
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """Bad configuration file or command-line value."""
 
 
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     _keep_freed_memory()
     try:
         return run(args)
-    except (UsageError, ReaderError, StoreError) as exc:
+    except InputError as exc:  # usage, reader and store errors: one line, no traceback
         print(f"preprocessing.py: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,7 +1,9 @@
 """The project's input errors: bad input from the user (config, corpus, store, checkpoint), not a bug.
 
 The command-line entry points print an :class:`InputError` as one line naming the file, key or value, and exit
-with status 2, instead of a traceback.
+with status 2, instead of a traceback. The data layer's errors are all input errors: ``StoreError`` (a
+:class:`DataError`), ``ReaderError``, ``AudioError`` and ``SyntheticCorpusError`` of :mod:`rhemo.data`, and the
+:class:`DataError` raised by label views, splits and normalisation. Both stay ``ValueError`` subclasses.
 """
 from __future__ import annotations
 

@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
+from rhemo.errors import InputError
+
 from .readers import file_problem
 
 __all__ = [
@@ -56,7 +58,7 @@ __all__ = [
 ]
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """An audio file cannot be used: unreadable, empty, non-finite or silent.
 
     ``path`` is the file (or None for an in-memory signal) and ``reason`` a short text that starts with a
@@ -105,20 +107,20 @@ class FeatureSettings:
         _check_int(self, "freq_bins", 1)
         _check_float(self, "silence_threshold", 0.0, strict=False)
         if not isinstance(self.time_reversed, (bool, np.bool_)):
-            raise ValueError(f"feature setting 'time_reversed' must be true or false, got {self.time_reversed!r}")
+            raise InputError(f"feature setting 'time_reversed' must be true or false, got {self.time_reversed!r}")
         object.__setattr__(self, "time_reversed", bool(self.time_reversed))
         if not isinstance(self.window, str) or not self.window:
-            raise ValueError(f"feature setting 'window' must be a scipy window name, got {self.window!r}")
+            raise InputError(f"feature setting 'window' must be a scipy window name, got {self.window!r}")
         try:
             window_array(self.window, self.n_fft)
         except Exception as exc:  # scipy raises ValueError/KeyError/TypeError depending on the name
-            raise ValueError(f"feature setting 'window' = {self.window!r} is not a scipy window name "
+            raise InputError(f"feature setting 'window' = {self.window!r} is not a scipy window name "
                              f"({exc})") from None
         if self.stft_overlap >= self.n_fft:
-            raise ValueError(f"feature setting 'stft_overlap' ({self.stft_overlap}) must be smaller than "
+            raise InputError(f"feature setting 'stft_overlap' ({self.stft_overlap}) must be smaller than "
                              f"'n_fft' ({self.n_fft})")
         if self.segment_samples < self.n_fft:
-            raise ValueError(f"feature setting 'segment_seconds' ({self.segment_seconds}) gives "
+            raise InputError(f"feature setting 'segment_seconds' ({self.segment_seconds}) gives "
                              f"{self.segment_samples} samples, fewer than 'n_fft' ({self.n_fft})")
 
     # --- derived quantities -------------------------------------------------------------------------------
@@ -149,17 +151,17 @@ class FeatureSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "feature settings") -> "FeatureSettings":
-        """Build from a dict; missing keys take the defaults. Unknown keys raise ValueError naming them."""
+        """Build from a dict; missing keys take the defaults. Unknown keys raise InputError naming them."""
         if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a dict of feature settings, got {type(data).__name__}")
+            raise InputError(f"{source}: expected a dict of feature settings, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{source}: unknown feature setting(s) {unknown}; known: {sorted(known)}")
+            raise InputError(f"{source}: unknown feature setting(s) {unknown}; known: {sorted(known)}")
         try:
             return cls(**data)
         except ValueError as exc:
-            raise ValueError(f"{source}: {exc}") from None
+            raise InputError(f"{source}: {exc}") from None
 
     def replace(self, **changes: Any) -> "FeatureSettings":
         """A copy with some fields changed (validated)."""
@@ -172,19 +174,19 @@ def _check_int(obj: FeatureSettings, name: str, minimum: int) -> None:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise ValueError(f"feature setting {name!r} must be an integer, got {value!r}")
+            raise InputError(f"feature setting {name!r} must be an integer, got {value!r}")
     if value < minimum:
-        raise ValueError(f"feature setting {name!r} must be >= {minimum}, got {value}")
+        raise InputError(f"feature setting {name!r} must be >= {minimum}, got {value}")
     object.__setattr__(obj, name, int(value))
 
 
 def _check_float(obj: FeatureSettings, name: str, minimum: float, strict: bool) -> None:
     value = getattr(obj, name)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"feature setting {name!r} must be a number, got {value!r}")
+        raise InputError(f"feature setting {name!r} must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-        raise ValueError(f"feature setting {name!r} must be {'>' if strict else '>='} {minimum}, got {value}")
+        raise InputError(f"feature setting {name!r} must be {'>' if strict else '>='} {minimum}, got {value}")
     object.__setattr__(obj, name, value)
 
 

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from rhemo.errors import InputError
+
 __all__ = [
     "Utterance",
     "Skipped",
@@ -84,7 +86,7 @@ class Skipped:
     reason: str
 
 
-class ReaderError(ValueError):
+class ReaderError(InputError):
     """The corpus root is wrong: missing, or nothing in it matches the expected layout."""
 
 
@@ -95,7 +97,10 @@ EMODB_EMOTIONS = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F"
                   "N": "neutral"}
 # The class order of the reference code (happy first).
 TESS_LABELS = ("happy", "sad", "angry", "disgust", "neutral", "pleasant_surprise", "fear")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aif", ".aiff", ".opus")
+# The one list of audio file extensions (preprocessing and predict.py both walk folders with it): what
+# soundfile (libsndfile) reads, plus .m4a, which features.load_audio reads through librosa/audioread.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
+                    ".w64", ".caf", ".m4a")
 
 _TESS_ALIASES = {"angry": "angry", "anger": "angry", "disgust": "disgust", "disgusted": "disgust",
                  "fear": "fear", "fearful": "fear", "happy": "happy", "happiness": "happy",
@@ -137,6 +142,19 @@ def file_problem(path: str | os.PathLike) -> str | None:
     if info.st_size == 0:
         return "empty file: 0 bytes"
     return None
+
+
+def _label_from_name(wav: Path, name_re: re.Pattern, group: int, labels: dict[str, str], bad_name: str,
+                     code_kind: str, expected: str) -> tuple[re.Match, str] | Skipped:
+    """(name match, label) of a file whose name carries its emotion code in ``name_re``'s ``group``, or the
+    Skipped record of a bad name or an unknown code (``expected``: the codes, for the message)."""
+    match = name_re.match(wav.stem)
+    if match is None:
+        return Skipped(str(wav), f"bad name: {bad_name}")
+    label = labels.get(match[group])
+    if label is None:
+        return Skipped(str(wav), f"unknown label: {code_kind} {match[group]!r}; expected {expected}")
+    return match, label
 
 
 def _files(folder: Path, extensions: Iterable[str], skipped: list[Skipped]) -> list[Path]:
@@ -238,6 +256,28 @@ def parse_emo_evaluation(path: str | os.PathLike) -> dict[str, tuple[str, float,
     return entries
 
 
+def _iemocap_utterance(wav: Path, labels: dict | None, label_file: Path) -> Utterance | Skipped:
+    """The utterance of one dialog wav, or why it is skipped; ``labels``: the parsed ``label_file`` (None: the
+    file is missing)."""
+    utt_id = wav.stem
+    if labels is None:
+        return Skipped(str(wav), f"no label: label file {label_file} not found")
+    entry = labels.get(utt_id)
+    if entry is None:
+        return Skipped(str(wav), f"no label: no line for {utt_id} in {label_file}")
+    if isinstance(entry, str):
+        return Skipped(str(wav), entry)
+    label, val, aro, dom = entry
+    if label not in IEMOCAP_LABELS:
+        return Skipped(str(wav), f"unknown label: {label!r} for {utt_id} in {label_file}; "
+                                 f"expected one of {list(IEMOCAP_LABELS)}")
+    match = _IEMOCAP_ID_RE.match(utt_id)
+    if match is None:
+        return Skipped(str(wav), f"bad name: {utt_id!r} is not an IEMOCAP utterance id like Ses01F_impro01_M013")
+    return Utterance(utterance_id=utt_id, path=str(wav), speaker=f"Ses{match[1]}{match[2]}",
+                     session=int(match[1]), label=label, valence=val, arousal=aro, dominance=dom)
+
+
 def read_iemocap(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped]]:
     """IEMOCAP reader (see the module docstring)."""
     root = _require_dir(root, "iemocap", _IEMOCAP_EXPECTED)
@@ -264,30 +304,8 @@ def read_iemocap(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped
             label_file = eval_dir / f"{dialog_dir.name}.txt"
             labels = parse_emo_evaluation(label_file) if label_file.is_file() else None
             for wav in wavs:
-                utt_id = wav.stem
-                if labels is None:
-                    skipped.append(Skipped(str(wav), f"no label: label file {label_file} not found"))
-                    continue
-                entry = labels.get(utt_id)
-                if entry is None:
-                    skipped.append(Skipped(str(wav), f"no label: no line for {utt_id} in {label_file}"))
-                    continue
-                if isinstance(entry, str):
-                    skipped.append(Skipped(str(wav), entry))
-                    continue
-                label, val, aro, dom = entry
-                if label not in IEMOCAP_LABELS:
-                    skipped.append(Skipped(str(wav), f"unknown label: {label!r} for {utt_id} in {label_file}; "
-                                                     f"expected one of {list(IEMOCAP_LABELS)}"))
-                    continue
-                match = _IEMOCAP_ID_RE.match(utt_id)
-                if match is None:
-                    skipped.append(Skipped(str(wav), f"bad name: {utt_id!r} is not an IEMOCAP utterance id "
-                                                     f"like Ses01F_impro01_M013"))
-                    continue
-                utterances.append(Utterance(
-                    utterance_id=utt_id, path=str(wav), speaker=f"Ses{match[1]}{match[2]}",
-                    session=int(match[1]), label=label, valence=val, arousal=aro, dominance=dom))
+                record = _iemocap_utterance(wav, labels, label_file)
+                (utterances if isinstance(record, Utterance) else skipped).append(record)
     if n_wav == 0:
         raise ReaderError(f"iemocap: no .wav files under {root}/Session*/sentences/wav/<dialog>/; expected "
                           f"{_IEMOCAP_EXPECTED}")
@@ -309,14 +327,12 @@ def read_ravdess(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped
     utterances, skipped = [], []
     for actor_dir in actor_dirs:
         for wav in _files(actor_dir, (".wav",), skipped):
-            match = _RAVDESS_NAME_RE.match(wav.stem)
-            if match is None:
-                skipped.append(Skipped(str(wav), "bad name: expected MM-CC-EE-II-SS-RR-AA.wav"))
+            named = _label_from_name(wav, _RAVDESS_NAME_RE, 3, RAVDESS_EMOTIONS,
+                                     "expected MM-CC-EE-II-SS-RR-AA.wav", "emotion code", "01-08")
+            if isinstance(named, Skipped):
+                skipped.append(named)
                 continue
-            label = RAVDESS_EMOTIONS.get(match[3])
-            if label is None:
-                skipped.append(Skipped(str(wav), f"unknown label: emotion code {match[3]!r}; expected 01-08"))
-                continue
+            match, label = named
             utterances.append(Utterance(utterance_id=wav.stem, path=str(wav), speaker=f"Actor_{match[7]}",
                                         session=None, label=label))
     if not utterances and not skipped:
@@ -343,15 +359,12 @@ def read_emodb(root: str | os.PathLike) -> tuple[list[Utterance], list[Skipped]]
         raise ReaderError(f"emodb: no .wav files in {wav_dir}; expected {_EMODB_EXPECTED}")
     utterances = []
     for wav in wavs:
-        match = _EMODB_NAME_RE.match(wav.stem)
-        if match is None:
-            skipped.append(Skipped(str(wav), "bad name: expected e.g. 03a01Fa.wav"))
+        named = _label_from_name(wav, _EMODB_NAME_RE, 3, EMODB_EMOTIONS, "expected e.g. 03a01Fa.wav",
+                                 "emotion letter", f"one of {''.join(EMODB_EMOTIONS)}")
+        if isinstance(named, Skipped):
+            skipped.append(named)
             continue
-        label = EMODB_EMOTIONS.get(match[3])
-        if label is None:
-            skipped.append(Skipped(str(wav), f"unknown label: emotion letter {match[3]!r}; expected one of "
-                                             f"{''.join(EMODB_EMOTIONS)}"))
-            continue
+        match, label = named
         utterances.append(Utterance(utterance_id=wav.stem, path=str(wav), speaker=match[1], session=None,
                                     label=label))
     if not utterances and wavs and len(skipped) - n_special == len(wavs):

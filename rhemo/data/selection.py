@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from rhemo.data import splits as splits_module
+from rhemo.data.splits import group_codes, make_split
 from rhemo.data.views import label_view
 from rhemo.errors import DataError
 
@@ -50,14 +50,14 @@ def select_rows(store: Any, cfg: dict) -> Selection:
         raise DataError(f"label view {cfg['label_view']!r} keeps no segment of the store at {store.path}")
     utterances = np.asarray(table.utterance_id)[kept]
     try:
-        split = splits_module.make_split(
+        split = make_split(
             cfg["protocol"], utterances, np.asarray(table.speaker)[kept], np.asarray(table.session)[kept],
             fractions=cfg["split_fractions"], fold=cfg["fold"], num_folds=cfg["num_folds"], seed=cfg["seed"],
             train_fraction=cfg["train_fraction"])
     except ValueError as exc:
         raise DataError(f"store {store.path}: protocol {cfg['protocol']!r} with num_folds {cfg['num_folds']} "
                         f"(fold {cfg['fold']}) cannot split this store: {exc}") from None
-    _, codes = splits_module.group_codes(utterances)
+    _, codes = group_codes(utterances)
     selection = Selection(label_names=list(view.label_names))
     targets = np.asarray(view.targets, dtype=np.int64)
     vad = np.asarray(view.vad, dtype=np.float32).reshape(-1, 3)

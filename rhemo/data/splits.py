@@ -21,6 +21,8 @@ from typing import Any, Hashable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
+from rhemo.errors import DataError
+
 __all__ = ["Split", "random_split", "speaker_split", "reduce_train", "make_split", "group_codes", "PROTOCOLS"]
 
 PROTOCOLS = ("random", "speaker")
@@ -49,10 +51,10 @@ def group_codes(values: Iterable[Hashable]) -> tuple[list, np.ndarray]:
 def _as_list(column: Any, what: str) -> list:
     if isinstance(column, np.ndarray):
         if column.ndim != 1:
-            raise ValueError(f"{what} must be one entry per row (1-D), got shape {column.shape}")
+            raise DataError(f"{what} must be one entry per row (1-D), got shape {column.shape}")
         return column.tolist()
     if isinstance(column, (str, bytes)) or not isinstance(column, Iterable):
-        raise ValueError(f"{what} must be a sequence with one entry per row, got {type(column).__name__}")
+        raise DataError(f"{what} must be a sequence with one entry per row, got {type(column).__name__}")
     return list(column)
 
 
@@ -65,9 +67,9 @@ def _rows_of(codes: np.ndarray, chosen: Iterable[int]) -> np.ndarray:
 def _check_fold(fold: int, num_folds: int, where: str) -> None:
     for name, value in (("fold", fold), ("num_folds", num_folds)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"{where}: {name} must be an int, got {value!r}")
+            raise DataError(f"{where}: {name} must be an int, got {value!r}")
     if num_folds < 1 or not 0 <= fold < num_folds:
-        raise ValueError(f"{where}: need 0 <= fold < num_folds, got fold={fold}, num_folds={num_folds}")
+        raise DataError(f"{where}: need 0 <= fold < num_folds, got fold={fold}, num_folds={num_folds}")
 
 
 def _split_sizes(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
@@ -84,8 +86,8 @@ def _split_sizes(n: int, fractions: tuple[float, float, float]) -> tuple[int, in
     wanted = {"train": (n_train, f_train), "val": (n_val, f_val), "test": (n_test, f_test)}
     empty = [name for name, (count, frac) in wanted.items() if frac > 0 and count < 1]
     if empty:
-        raise ValueError(f"random_split: {n} utterance(s) are too few for fractions {fractions}: the "
-                         f"{'/'.join(empty)} set would be empty")
+        raise DataError(f"random_split: {n} utterance(s) are too few for fractions {fractions}: the "
+                        f"{'/'.join(empty)} set would be empty")
     return n_train, n_val, n_test
 
 
@@ -110,13 +112,13 @@ def random_split(utterance_ids: Sequence[Hashable], fractions: Sequence[float] =
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or any(not math.isfinite(f) or f < 0 for f in fractions) \
             or abs(sum(fractions) - 1.0) > 1e-6 or fractions[0] <= 0:
-        raise ValueError(f"random_split: fractions must be three non-negative numbers summing to 1 with a "
-                         f"positive training share, got {fractions}")
+        raise DataError(f"random_split: fractions must be three non-negative numbers summing to 1 with a "
+                        f"positive training share, got {fractions}")
     _check_fold(fold, num_folds, "random_split")
     utterances, codes = group_codes(_as_list(utterance_ids, "random_split: utterance_ids"))
     n = len(utterances)
     if n == 0:
-        raise ValueError("random_split: no utterances given")
+        raise DataError("random_split: no utterances given")
     n_train, n_val, _ = _split_sizes(n, fractions)
     order = np.random.default_rng(seed).permutation(n)
     order = np.roll(order, -int(fold * n / num_folds))
@@ -125,15 +127,15 @@ def random_split(utterance_ids: Sequence[Hashable], fractions: Sequence[float] =
 
 
 def _per_utterance(codes: np.ndarray, column: list, n_utt: int, what: str, utterances: list) -> list:
-    """The single value of ``column`` for each utterance; ValueError if an utterance's segments disagree."""
+    """The single value of ``column`` for each utterance; DataError if an utterance's segments disagree."""
     values: list = [None] * n_utt
     seen = np.zeros(n_utt, dtype=bool)
     for code, value in zip(codes.tolist(), column):
         if not seen[code]:
             values[code], seen[code] = value, True
         elif value != values[code]:
-            raise ValueError(f"speaker_split: utterance {utterances[code]!r} has segments with different "
-                             f"{what} ({values[code]!r} and {value!r})")
+            raise DataError(f"speaker_split: utterance {utterances[code]!r} has segments with different "
+                            f"{what} ({values[code]!r} and {value!r})")
     return values
 
 
@@ -165,53 +167,70 @@ def speaker_split(utterance_ids: Sequence[Hashable], speakers: Sequence[Hashable
     """
     _check_fold(fold, num_folds, "speaker_split")
     if not 0.0 <= float(val_fraction) < 1.0:
-        raise ValueError(f"speaker_split: val_fraction must be in [0, 1), got {val_fraction}")
-    ids = _as_list(utterance_ids, "speaker_split: utterance_ids")
-    spk = _as_list(speakers, "speaker_split: speakers")
-    ses = [None] * len(ids) if sessions is None else _as_list(sessions, "speaker_split: sessions")
-    if not len(ids) == len(spk) == len(ses):
-        raise ValueError(f"speaker_split: utterance_ids, speakers and sessions must have one entry per row, got "
-                         f"{len(ids)}, {len(spk)} and {len(ses)}")
-    if not ids:
-        raise ValueError("speaker_split: no utterances given")
-    utterances, codes = group_codes(ids)
-    utt_speaker = _per_utterance(codes, spk, len(utterances), "speakers", utterances)
-    utt_session = _per_utterance(codes, ses, len(utterances), "sessions", utterances)
+        raise DataError(f"speaker_split: val_fraction must be in [0, 1), got {val_fraction}")
+    utterances, codes, utt_speaker, utt_session = _speaker_columns(utterance_ids, speakers, sessions)
     rng = np.random.default_rng(seed)
     all_speakers = sorted(set(utt_speaker), key=str)
-
-    missing = [_has_no_session(s) for s in utt_session]
-    if not all(missing):
-        if any(missing):
-            raise ValueError(f"speaker_split: {sum(missing)} of {len(missing)} utterances have no session (-1/None) "
-                             f"while the others have one; give sessions for all or for none")
-        speaker_session: dict = {}
-        for speaker, session in zip(utt_speaker, utt_session):
-            if speaker_session.setdefault(speaker, session) != session:
-                raise ValueError(f"speaker_split: speaker {speaker!r} appears in sessions "
-                                 f"{speaker_session[speaker]!r} and {session!r}; leave-one-session-out would not "
-                                 f"be speaker-independent")
-        session_list = sorted(set(utt_session))
-        if num_folds != len(session_list):
-            raise ValueError(f"speaker_split: leave-one-session-out needs num_folds equal to the number of sessions; "
-                             f"got num_folds={num_folds} for {len(session_list)} sessions {session_list}")
-        test_speakers = {s for s in all_speakers if speaker_session[s] == session_list[fold]}
+    if all(_has_no_session(s) for s in utt_session):
+        test_speakers = _speaker_group(all_speakers, fold, num_folds, rng)
     else:
-        if num_folds < 2 or num_folds > len(all_speakers):
-            raise ValueError(f"speaker_split: leave-speakers-out needs 2 <= num_folds <= number of speakers; got "
-                             f"num_folds={num_folds} for {len(all_speakers)} speakers")
-        shuffled = [all_speakers[i] for i in rng.permutation(len(all_speakers))]
-        groups = np.array_split(np.arange(len(shuffled)), num_folds)
-        test_speakers = {shuffled[i] for i in groups[fold]}
+        test_speakers = _session_speakers(utt_speaker, utt_session, fold, num_folds)
 
     remaining = [s for s in all_speakers if s not in test_speakers]
     if len(remaining) < 2:
-        raise ValueError(f"speaker_split: fold {fold} leaves {len(remaining)} speaker(s) outside the test set; at "
-                         f"least 2 are needed (one for validation, one for training); speakers: {all_speakers}")
+        raise DataError(f"speaker_split: fold {fold} leaves {len(remaining)} speaker(s) outside the test set; at "
+                        f"least 2 are needed (one for validation, one for training); speakers: {all_speakers}")
     n_val = min(max(round(float(val_fraction) * len(remaining)), 1), len(remaining) - 1)
     val_speakers = {remaining[i] for i in rng.permutation(len(remaining))[:n_val]}
     utt_set = np.array([2 if s in test_speakers else 1 if s in val_speakers else 0 for s in utt_speaker])
     return Split(*(_rows_of(codes, np.flatnonzero(utt_set == k)) for k in range(3)))
+
+
+def _speaker_columns(utterance_ids: Sequence[Hashable], speakers: Sequence[Hashable],
+                     sessions: Sequence[Any] | None) -> tuple[list, np.ndarray, list, list]:
+    """(utterances, per-row utterance codes, speaker per utterance, session per utterance) of the per-row
+    columns; DataError when they differ in length, are empty or disagree within an utterance."""
+    ids = _as_list(utterance_ids, "speaker_split: utterance_ids")
+    spk = _as_list(speakers, "speaker_split: speakers")
+    ses = [None] * len(ids) if sessions is None else _as_list(sessions, "speaker_split: sessions")
+    if not len(ids) == len(spk) == len(ses):
+        raise DataError(f"speaker_split: utterance_ids, speakers and sessions must have one entry per row, got "
+                        f"{len(ids)}, {len(spk)} and {len(ses)}")
+    if not ids:
+        raise DataError("speaker_split: no utterances given")
+    utterances, codes = group_codes(ids)
+    utt_speaker = _per_utterance(codes, spk, len(utterances), "speakers", utterances)
+    utt_session = _per_utterance(codes, ses, len(utterances), "sessions", utterances)
+    return utterances, codes, utt_speaker, utt_session
+
+
+def _session_speakers(utt_speaker: list, utt_session: list, fold: int, num_folds: int) -> set:
+    """Leave-one-session-out: the speakers of the ``fold``-th sorted session."""
+    missing = [_has_no_session(s) for s in utt_session]
+    if any(missing):
+        raise DataError(f"speaker_split: {sum(missing)} of {len(missing)} utterances have no session (-1/None) "
+                        f"while the others have one; give sessions for all or for none")
+    speaker_session: dict = {}
+    for speaker, session in zip(utt_speaker, utt_session):
+        if speaker_session.setdefault(speaker, session) != session:
+            raise DataError(f"speaker_split: speaker {speaker!r} appears in sessions "
+                            f"{speaker_session[speaker]!r} and {session!r}; leave-one-session-out would not "
+                            f"be speaker-independent")
+    session_list = sorted(set(utt_session))
+    if num_folds != len(session_list):
+        raise DataError(f"speaker_split: leave-one-session-out needs num_folds equal to the number of sessions; "
+                        f"got num_folds={num_folds} for {len(session_list)} sessions {session_list}")
+    return {s for s, session in speaker_session.items() if session == session_list[fold]}
+
+
+def _speaker_group(all_speakers: list, fold: int, num_folds: int, rng: np.random.Generator) -> set:
+    """Leave-speakers-out: the ``fold``-th of ``num_folds`` near-equal groups of the shuffled speakers."""
+    if num_folds < 2 or num_folds > len(all_speakers):
+        raise DataError(f"speaker_split: leave-speakers-out needs 2 <= num_folds <= number of speakers; got "
+                        f"num_folds={num_folds} for {len(all_speakers)} speakers")
+    shuffled = [all_speakers[i] for i in rng.permutation(len(all_speakers))]
+    groups = np.array_split(np.arange(len(shuffled)), num_folds)
+    return {shuffled[i] for i in groups[fold]}
 
 
 def reduce_train(split: Split, utterance_ids: Sequence[Hashable], fraction: float, seed: int = 1) -> Split:
@@ -221,14 +240,14 @@ def reduce_train(split: Split, utterance_ids: Sequence[Hashable], fraction: floa
     array([0, 1])
     """
     if not 0.0 < float(fraction) <= 1.0:
-        raise ValueError(f"reduce_train: fraction must be in (0, 1], got {fraction}")
+        raise DataError(f"reduce_train: fraction must be in (0, 1], got {fraction}")
     ids = _as_list(utterance_ids, "reduce_train: utterance_ids")
     train = np.asarray(split.train, dtype=np.int64)
     if train.size and (train.min() < 0 or train.max() >= len(ids)):
-        raise ValueError(f"reduce_train: split.train refers to rows outside the {len(ids)} utterance_ids")
+        raise DataError(f"reduce_train: split.train refers to rows outside the {len(ids)} utterance_ids")
     utterances, codes = group_codes(ids[i] for i in train.tolist())
     if not utterances:
-        raise ValueError("reduce_train: the training set is empty")
+        raise DataError("reduce_train: the training set is empty")
     n_keep = max(1, round(float(fraction) * len(utterances)))
     chosen = np.random.default_rng(seed).permutation(len(utterances))[:n_keep]
     kept = train[_rows_of(codes, chosen)]
@@ -249,13 +268,13 @@ def make_split(protocol: str, utterance_ids: Sequence[Hashable], speakers: Seque
         split = random_split(utterance_ids, fractions, seed, fold, num_folds)
     elif protocol == "speaker":
         if speakers is None:
-            raise ValueError("make_split: protocol 'speaker' needs the speakers column")
+            raise DataError("make_split: protocol 'speaker' needs the speakers column")
         f_train, f_val = float(fractions[0]), float(fractions[1])
         if f_train <= 0 or f_val < 0:
-            raise ValueError(f"make_split: fractions {tuple(fractions)} need a positive training share")
+            raise DataError(f"make_split: fractions {tuple(fractions)} need a positive training share")
         split = speaker_split(utterance_ids, speakers, sessions, fold, num_folds, f_val / (f_train + f_val), seed)
     else:
-        raise ValueError(f"make_split: protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        raise DataError(f"make_split: protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if train_fraction != 1.0:
         split = reduce_train(split, utterance_ids, train_fraction, seed)
     return split

@@ -17,10 +17,11 @@ worker process writes its segments to its own shard file and returns only (shard
 moves them into the data file with an in-kernel copy (``os.copy_file_range``), so no spectrogram is pickled
 through a pipe (that doubled the CPU time). A re-run with the same inputs and settings cuts the data back to
 what the journal confirms and continues after the last journaled file. At the end the header is filled in,
-the csv/json files are written, and the finished folder is moved to the final name with ``os.replace``: the
-final name never holds a half-written store. This protects against interrupted or killed runs; files are not
-fsync'ed (the store is a rebuildable cache, and syncing hundreds of MB cost more than the rest of a 1,500-file
-run). Shards grow during a run, so the partial folder may need up to twice the store's size on disk.
+the csv/json files are written (with :mod:`rhemo.atomic`), and the finished folder is moved to the final name
+with ``os.replace``: the final name never holds a half-written store. This protects against interrupted or
+killed runs; the data file and the shards are not fsync'ed (the store is a rebuildable cache, and syncing
+hundreds of MB cost more than the rest of a 1,500-file run). Shards grow during a run, so the partial folder
+may need up to twice the store's size on disk.
 
 Faults. A run holds an exclusive lock (``fcntl.flock``) on ``OUT/<dataset>.lock`` from start to end: a second
 run on the same store is refused at once with a StoreError naming the lock and the holder's pid (refused
@@ -58,6 +59,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from rhemo.atomic import atomic_path, write_json, write_text
+from rhemo.errors import DataError
+
 from .features import AudioError, FeatureSettings, file_to_segments
 from .readers import Skipped, Utterance
 
@@ -81,7 +85,7 @@ _HEADER_BYTES = 128  # .npy v1.0 header length we write (a multiple of 64, as nu
 _BATCH_PER_WORKER = 64  # files in flight per worker: bounds the results waiting in memory
 
 
-class StoreError(ValueError):
+class StoreError(DataError):
     """A store is missing, incomplete or inconsistent, or cannot be written; the message names the file."""
 
 
@@ -137,22 +141,24 @@ def _segments_or_reason(path: str, settings: FeatureSettings) -> tuple[np.ndarra
         return None, exc.reason
 
 
-_SHARDS: dict[str, tuple[str, object]] = {}  # per worker process: shard prefix → (shard path, open file)
-
-
 def _shard_task(path: str, settings: FeatureSettings, prefix: str) -> tuple[int, str | None, str | None, int]:
-    """Worker task: segment one file into this process's shard; returns (n_segments, reason, shard, offset)."""
+    """Worker task: segment one file into this process's shard; returns (n_segments, reason, shard, offset).
+
+    Each worker process appends to its own shard ``<prefix>-<pid>.f32``, so the end of the file is where this
+    file's segments start. The shard is closed after each file: its data is in the OS before the parent copies
+    it, even if this process dies right after, and no worker keeps a file open between tasks.
+    """
     segments, reason = _segments_or_reason(path, settings)
     if segments is None:
         return 0, reason, None, 0
-    if prefix not in _SHARDS:
-        shard_path = f"{prefix}-{os.getpid()}.f32"
-        _SHARDS[prefix] = (shard_path, open(shard_path, "wb"))
-    shard_path, shard = _SHARDS[prefix]
-    offset = shard.tell()
-    with _naming(shard_path):
-        shard.write(np.ascontiguousarray(segments, dtype=np.float32).data)
-        shard.flush()  # in the OS before the parent copies it, even if this process dies right after
+    shard_path = f"{prefix}-{os.getpid()}.f32"
+    with _naming(shard_path):  # closing flushes too, so it may also meet a full disk
+        shard = open(shard_path, "ab")
+        try:
+            offset = shard.tell()
+            shard.write(np.ascontiguousarray(segments, dtype=np.float32).data)
+        finally:
+            shard.close()
     return int(segments.shape[0]), None, shard_path, offset
 
 
@@ -188,20 +194,11 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
     return prefix + struct.pack("<H", body_len) + body
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _fmt(value) -> str:
@@ -249,6 +246,12 @@ class _Journal:
     def segments(self) -> int:
         return sum(n for n, _ in self.entries)
 
+    def record(self, log, n_segments: int, reason: str | None) -> None:
+        """Journal the next file (``log``: journal.jsonl opened for appending); call once its data is written."""
+        log.write(json.dumps([len(self.entries), n_segments, reason]) + "\n")
+        log.flush()
+        self.entries.append((n_segments, reason))
+
     def load(self) -> None:
         """Keep the journal prefix made of whole lines whose data is all there; cut both files back to it."""
         valid_bytes = 0
@@ -283,7 +286,7 @@ def _open_work(work: Path, fingerprint: str) -> None:
             shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     if not marker.exists():
-        _atomic_write_text(marker, fingerprint + "\n")
+        write_text(marker, fingerprint + "\n")
     for stale in work.glob("shard-*.f32"):  # a killed run's shards: their journaled data is already copied
         stale.unlink()
 
@@ -373,57 +376,68 @@ def write_store(utterances: Sequence[Utterance], out_dir: str | os.PathLike, set
 def _write_store_locked(utterances: list[Utterance], out: Path, settings: FeatureSettings, workers: int | None,
                         skipped: list[Skipped], dataset: str | None, overwrite: bool,
                         progress: bool) -> StoreSummary:
-    from rhemo import __version__
-
+    """:func:`write_store` once the lock is held: reuse, or resume/start the partial folder, then finish."""
     dataset = dataset or out.name
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise StoreError(f"workers must be >= 1, got {workers}")
     fingerprint = store_fingerprint(utterances, settings, skipped)
-
-    if out.exists():
-        try:
-            old = json.loads((out / "info.json").read_text())
-        except (OSError, ValueError):
-            old = {}
-        if old.get("fingerprint") == fingerprint and not overwrite:
-            store = SegmentStore(out)
-            return StoreSummary(out, dataset, int(old["counts"]["utterances"]), len(store), store.skipped(),
-                                reused=True)
-        if not overwrite:
-            raise StoreError(f"{out} already exists and was built from other inputs or settings; remove it or "
-                             f"pass overwrite=True (preprocessing.py --overwrite) to rebuild it")
+    existing = _existing_store(out, dataset, fingerprint, overwrite)
+    if existing is not None:
+        return existing
 
     work = out.with_name(out.name + ".partial")
     _open_work(work, fingerprint)
     journal = _Journal(work, settings.time_frames * settings.freq_bins * 4)
     journal.load()
     resumed = len(journal.entries)
-    prefix = str(work / f"shard-{os.urandom(4).hex()}")
-
     from tqdm import tqdm
 
-    todo = [u.path for u in utterances[resumed:]]
+    with tqdm(total=len(utterances), initial=resumed, unit="file", desc=f"preprocessing {dataset}",
+              disable=not progress, dynamic_ncols=True) as bar:
+        shape = _append_segments(journal, [u.path for u in utterances[resumed:]], settings, workers, bar)
+
+    all_skipped = skipped + [Skipped(u.path, reason) for u, (_, reason) in zip(utterances, journal.entries)
+                             if reason is not None]
+    n_ok = sum(1 for n, _ in journal.entries if n > 0)
+    summary = StoreSummary(out, dataset, n_ok, journal.segments, all_skipped, resumed_files=resumed)
+    info = _store_info(summary, settings, shape, len(utterances) + len(skipped), fingerprint)
+    stage = _stage_store(work, journal, _segment_rows(utterances, journal.entries), all_skipped, info)
+    _move_into_place(stage, out)
+    shutil.rmtree(work)
+    return summary
+
+
+def _existing_store(out: Path, dataset: str, fingerprint: str, overwrite: bool) -> StoreSummary | None:
+    """The summary of the store at ``out`` when it was built from these inputs (``reused=True``); None when
+    there is none or ``overwrite`` rebuilds it; StoreError when it was built from other inputs."""
+    if overwrite or not out.exists():
+        return None
+    try:
+        old = json.loads((out / "info.json").read_text())
+    except (OSError, ValueError):
+        old = {}
+    if old.get("fingerprint") != fingerprint:
+        raise StoreError(f"{out} already exists and was built from other inputs or settings; remove it or "
+                         f"pass overwrite=True (preprocessing.py --overwrite) to rebuild it")
+    store = SegmentStore(out)
+    return StoreSummary(out, dataset, int(old["counts"]["utterances"]), len(store), store.skipped(), reused=True)
+
+
+def _append_segments(journal: _Journal, paths: list[str], settings: FeatureSettings, workers: int,
+                     bar) -> tuple[int, int, int]:
+    """Segment ``paths`` and append them to predictors.npy.part in input order, journaling each file after its
+    data; then fill in the .npy header. Returns the data's shape (N, time_frames, freq_bins)."""
+    prefix = str(journal.data_path.parent / f"shard-{os.urandom(4).hex()}")
     data = os.open(journal.data_path, os.O_WRONLY)  # no O_APPEND: copy_file_range refuses it
-    shards: dict[str, int] = {}
+    shards: dict[str, int] = {}  # shard path → descriptor open for reading
     try:
         os.lseek(data, 0, os.SEEK_END)
-        with open(journal.journal_path, "a", encoding="utf-8") as log, \
-                tqdm(total=len(utterances), initial=resumed, unit="file", desc=f"preprocessing {dataset}",
-                     disable=not progress, dynamic_ncols=True) as bar:
-            for n_seg, reason, source in _results(todo, settings, workers, prefix):
+        with open(journal.journal_path, "a", encoding="utf-8") as log:
+            for n_seg, reason, source in _results(paths, settings, workers, prefix):
                 with _naming(journal.data_path):
-                    if isinstance(source, np.ndarray):
-                        _write_all(data, np.ascontiguousarray(source, dtype=np.float32))
-                    elif n_seg:
-                        shard_path, offset = source
-                        if shard_path not in shards:
-                            shards[shard_path] = os.open(shard_path, os.O_RDONLY)
-                        _copy_range(shards[shard_path], data, offset, n_seg * journal.segment_bytes)
-                # the journal line is written only once the file's data is in predictors.npy.part
-                log.write(json.dumps([len(journal.entries), n_seg, reason]) + "\n")
-                log.flush()
-                journal.entries.append((n_seg, reason))
+                    _append_one(data, source, n_seg * journal.segment_bytes, shards)
+                journal.record(log, n_seg, reason)
                 bar.update(1)
         shape = (journal.segments, settings.time_frames, settings.freq_bins)
         os.pwrite(data, _npy_header(shape), 0)
@@ -431,33 +445,57 @@ def _write_store_locked(utterances: list[Utterance], out: Path, settings: Featur
         os.close(data)
         for fd in shards.values():
             os.close(fd)
+    return shape
 
-    all_skipped = skipped + [Skipped(u.path, reason) for u, (_, reason) in zip(utterances, journal.entries)
-                             if reason is not None]
-    n_ok = sum(1 for n, _ in journal.entries if n > 0)
-    stage = work / "store"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir()
-    _write_csv(stage / "segments.csv", SEGMENT_COLUMNS, _segment_rows(utterances, journal.entries))
-    _write_csv(stage / "skipped.csv", SKIPPED_COLUMNS, ((s.path, s.reason) for s in all_skipped))
-    summary = StoreSummary(out, dataset, n_ok, journal.segments, all_skipped, resumed_files=resumed)
-    info = {
+
+def _append_one(data: int, source, n_bytes: int, shards: dict[str, int]) -> None:
+    """Append one file's segments to ``data``: ``source`` is the array itself (no workers), ``(shard path,
+    offset)`` (workers) or None (no segments)."""
+    if isinstance(source, np.ndarray):
+        _write_all(data, np.ascontiguousarray(source, dtype=np.float32))
+    elif n_bytes:
+        shard_path, offset = source
+        if shard_path not in shards:
+            shards[shard_path] = os.open(shard_path, os.O_RDONLY)
+        _copy_range(shards[shard_path], data, offset, n_bytes)
+
+
+def _store_info(summary: StoreSummary, settings: FeatureSettings, shape: tuple[int, int, int], input_files: int,
+                fingerprint: str) -> dict:
+    """The content of info.json."""
+    from rhemo import __version__
+
+    return {
         "format": STORE_FORMAT,
-        "dataset": dataset,
+        "dataset": summary.dataset,
         "feature_settings": settings.to_dict(),
         "shape": list(shape),
         "dtype": "float32",
-        "counts": {"input_files": len(utterances) + len(skipped), "utterances": n_ok,
-                   "segments": journal.segments, "skipped": len(all_skipped)},
+        "counts": {"input_files": input_files, "utterances": summary.utterances,
+                   "segments": summary.segments, "skipped": len(summary.skipped)},
         "skipped_by_reason": summary.skipped_by_reason(),
         "rhemo_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": fingerprint,
     }
-    _atomic_write_text(stage / "info.json", json.dumps(info, indent=2) + "\n")
-    os.replace(journal.data_path, stage / "predictors.npy")
 
+
+def _stage_store(work: Path, journal: _Journal, segment_rows: Iterable[Sequence], skipped: Sequence[Skipped],
+                 info: dict) -> Path:
+    """Assemble the finished store in ``work/store`` (tables, info.json, the journal's data); returns it."""
+    stage = work / "store"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir()
+    _write_csv(stage / "segments.csv", SEGMENT_COLUMNS, segment_rows)
+    _write_csv(stage / "skipped.csv", SKIPPED_COLUMNS, ((s.path, s.reason) for s in skipped))
+    write_json(stage / "info.json", info)
+    os.replace(journal.data_path, stage / "predictors.npy")
+    return stage
+
+
+def _move_into_place(stage: Path, out: Path) -> None:
+    """Rename the staged folder to ``out``; a previous store there is moved aside first, then removed."""
     old = None
     if out.exists():
         old = out.with_name(out.name + ".old")
@@ -467,8 +505,6 @@ def _write_store_locked(utterances: list[Utterance], out: Path, settings: Featur
     os.replace(stage, out)
     if old is not None:
         shutil.rmtree(old)
-    shutil.rmtree(work)
-    return summary
 
 
 def _segment_rows(utterances: Sequence[Utterance], entries: Sequence[tuple[int, str | None]]):

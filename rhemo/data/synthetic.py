@@ -48,7 +48,6 @@ import argparse
 import functools
 import json
 import math
-import os
 import pickle
 import shutil
 import sys
@@ -59,6 +58,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from scipy import signal, special
+
+from rhemo.atomic import write_text
+from rhemo.errors import InputError
 
 GENERATOR_VERSION = "1.0"
 MANIFEST_NAME = "synthetic_corpus.json"
@@ -75,23 +77,21 @@ _STREAM_PLAN, _STREAM_SPEAKER, _STREAM_UTTERANCE = 1, 2, 3
 _LAYOUT_CODE = {name: i for i, name in enumerate(LAYOUTS)}
 
 
-class SyntheticCorpusError(ValueError):
+class SyntheticCorpusError(InputError):
     """Bad arguments to the generator, or an output folder it must not write into."""
 
 
 # ----------------------------------------------------------------------------------------------- emotions
 
 @dataclass(frozen=True)
-class Style:
-    """Class-conditional centre of the prosody of one emotion (the within-class spread is added per utterance).
+class Delivery:
+    """How speech is delivered; shared by an emotion's centre (:class:`Style`) and one utterance (:class:`Prosody`).
 
-    f0_shift: semitones above the speaker's base F0; f0_range: pitch-accent height in semitones; rate:
-    syllables per second; level_db: loudness relative to neutral; tension: -1 breathy .. +1 pressed voice;
-    jitter: period-to-period F0 perturbation in percent; pause: probability of a pause after a word;
-    f1_scale: jaw opening (F1 factor); vad: mean valence, arousal, dominance on IEMOCAP's 1-5 scale.
+    f0_range: pitch-accent height in semitones; rate: syllables per second; level_db: loudness relative to
+    neutral; tension: -1 breathy .. +1 pressed voice; jitter: period-to-period F0 perturbation in percent;
+    pause: probability of a pause after a word; f1_scale: jaw opening (F1 factor).
     """
 
-    f0_shift: float
     f0_range: float
     rate: float
     level_db: float
@@ -99,21 +99,38 @@ class Style:
     jitter: float
     pause: float
     f1_scale: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Style(Delivery):
+    """Class-conditional centre of the prosody of one emotion (the within-class spread is added per utterance).
+
+    f0_shift: semitones above the speaker's base F0; vad: mean valence, arousal, dominance on IEMOCAP's 1-5
+    scale; the other fields are :class:`Delivery`'s.
+    """
+
+    f0_shift: float
     vad: tuple[float, float, float]
 
 
+def _style(f0_shift: float, f0_range: float, rate: float, level_db: float, tension: float, jitter: float,
+           pause: float, f1_scale: float, vad: tuple[float, float, float]) -> Style:
+    """A :class:`Style` from one row of the table below (F0 shift first, as the columns are read)."""
+    return Style(f0_range, rate, level_db, tension, jitter, pause, f1_scale, f0_shift=f0_shift, vad=vad)
+
+
 STYLES = {
-    "neutral": Style(0.0, 2.5, 4.2, 0.0, 0.0, 1.0, 0.15, 1.00, (3.0, 2.6, 2.9)),
-    "angry": Style(2.5, 4.0, 4.9, 6.0, 0.8, 1.4, 0.10, 1.06, (1.9, 3.7, 3.9)),
-    "happy": Style(4.0, 6.0, 4.6, 3.0, 0.3, 1.0, 0.12, 1.04, (3.9, 3.2, 3.2)),
-    "sad": Style(-2.0, 1.2, 3.1, -6.0, -0.7, 1.7, 0.30, 0.96, (2.1, 2.2, 2.5)),
-    "excited": Style(5.0, 6.5, 5.1, 4.5, 0.4, 1.1, 0.10, 1.05, (3.9, 3.7, 3.4)),
-    "frustrated": Style(1.0, 3.0, 4.4, 2.0, 0.5, 1.3, 0.18, 1.02, (2.0, 3.1, 3.3)),
-    "surprised": Style(5.5, 8.0, 4.3, 2.5, 0.1, 1.0, 0.15, 1.04, (3.2, 3.6, 3.0)),
-    "fearful": Style(5.0, 3.5, 5.3, -1.0, -0.2, 3.0, 0.20, 1.00, (2.1, 3.4, 2.5)),
-    "disgusted": Style(-1.0, 3.0, 3.5, 1.0, 0.4, 1.5, 0.25, 0.98, (1.9, 3.1, 3.4)),
-    "calm": Style(-1.0, 1.8, 3.7, -3.0, -0.4, 0.8, 0.20, 0.99, (3.4, 2.0, 2.8)),
-    "bored": Style(-2.0, 1.0, 3.4, -3.0, -0.3, 1.2, 0.25, 0.97, (2.3, 1.8, 2.4)),
+    "neutral": _style(0.0, 2.5, 4.2, 0.0, 0.0, 1.0, 0.15, 1.00, (3.0, 2.6, 2.9)),
+    "angry": _style(2.5, 4.0, 4.9, 6.0, 0.8, 1.4, 0.10, 1.06, (1.9, 3.7, 3.9)),
+    "happy": _style(4.0, 6.0, 4.6, 3.0, 0.3, 1.0, 0.12, 1.04, (3.9, 3.2, 3.2)),
+    "sad": _style(-2.0, 1.2, 3.1, -6.0, -0.7, 1.7, 0.30, 0.96, (2.1, 2.2, 2.5)),
+    "excited": _style(5.0, 6.5, 5.1, 4.5, 0.4, 1.1, 0.10, 1.05, (3.9, 3.7, 3.4)),
+    "frustrated": _style(1.0, 3.0, 4.4, 2.0, 0.5, 1.3, 0.18, 1.02, (2.0, 3.1, 3.3)),
+    "surprised": _style(5.5, 8.0, 4.3, 2.5, 0.1, 1.0, 0.15, 1.04, (3.2, 3.6, 3.0)),
+    "fearful": _style(5.0, 3.5, 5.3, -1.0, -0.2, 3.0, 0.20, 1.00, (2.1, 3.4, 2.5)),
+    "disgusted": _style(-1.0, 3.0, 3.5, 1.0, 0.4, 1.5, 0.25, 0.98, (1.9, 3.1, 3.4)),
+    "calm": _style(-1.0, 1.8, 3.7, -3.0, -0.4, 0.8, 0.20, 0.99, (3.4, 2.0, 2.8)),
+    "bored": _style(-2.0, 1.0, 3.4, -3.0, -0.3, 1.2, 0.25, 0.97, (2.3, 1.8, 2.4)),
 }
 # 'ambiguous' (IEMOCAP's xxx: the evaluators did not agree) blends two of these at random.
 _AMBIGUOUS_SOURCES = ("neutral", "angry", "happy", "sad", "frustrated", "excited")
@@ -222,20 +239,14 @@ def make_speaker(speaker_id: str, gender: str, seed: int, key: tuple[int, ...], 
 
 # ----------------------------------------------------------------------------------------------- prosody
 
-@dataclass(frozen=True)
-class Prosody:
-    """Parameters of one utterance (see ``Style`` for the meaning of the fields)."""
+@dataclass(frozen=True, kw_only=True)
+class Prosody(Delivery):
+    """Parameters of one utterance: its emotion ``style``, its F0 ``f0_hz``, the speaker's ``formant_scale``
+    (vocal-tract length factor) and the :class:`Delivery` fields."""
 
     style: str
     f0_hz: float
-    f0_range: float
-    rate: float
-    level_db: float
-    tension: float
-    jitter: float
-    pause: float
     formant_scale: float
-    f1_scale: float
 
 
 _STYLE_FIELDS = ("f0_shift", "f0_range", "rate", "level_db", "tension", "jitter", "pause", "f1_scale")
@@ -784,10 +795,14 @@ def _check_seed(seed) -> None:
         raise SyntheticCorpusError(f"seed must be a non-negative integer, got {seed!r}")
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _write_manifest(root: Path, manifest: dict) -> None:
+    write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
+
+
+def _is_manifest_temp(name: str) -> bool:
+    """A temporary manifest left by an interrupted write (:func:`rhemo.atomic.atomic_path` names, or the
+    ``<manifest>.tmp`` of earlier versions)."""
+    return name.startswith(MANIFEST_NAME + ".") and name.endswith(".tmp")
 
 
 def _prepare_root(root: Path, force: bool) -> None:
@@ -810,7 +825,7 @@ def _prepare_root(root: Path, force: bool) -> None:
     if ours:
         entries = {e for e in previous["entries"] if isinstance(e, str) and e and "/" not in e and e not in
                    (".", "..")}
-        foreign = [e for e in existing if e not in entries and e not in (MANIFEST_NAME, MANIFEST_NAME + ".tmp")]
+        foreign = [e for e in existing if e not in entries and e != MANIFEST_NAME and not _is_manifest_temp(e)]
         if foreign and not force:
             raise SyntheticCorpusError(
                 f"output {root} holds a previous synthetic corpus plus other entries {foreign[:5]}; "
@@ -840,8 +855,39 @@ def make_corpus(root, layout: str = "iemocap", n_utterances: int = 200, seed: in
     previous synthetic corpus (nothing of it is deleted). A previous synthetic corpus in root is replaced.
     Raises SyntheticCorpusError on bad arguments or a foreign non-empty root.
     """
-    from tqdm import tqdm
+    args = _corpus_args(layout, n_utterances, seed, sample_rate, min_seconds, max_seconds, sessions)
+    root = Path(root)
+    _prepare_root(root, force)
+    plan_rng = np.random.default_rng([seed, _STREAM_PLAN, _LAYOUT_CODE[layout]])
+    if layout == "iemocap":
+        items = _plan_iemocap(n_utterances, seed, sessions, plan_rng)
+    else:
+        items = {"ravdess": _plan_ravdess, "emodb": _plan_emodb, "tess": _plan_tess,
+                 "folder": _plan_folder}[layout](n_utterances, seed, plan_rng)
 
+    entries = sorted({item.relpath.split("/", 1)[0] for item in items})
+    manifest = {"generator": __name__, "version": GENERATOR_VERSION, "rhemo_version": _rhemo_version(),
+                "args": args, "complete": False, "entries": entries}
+    _write_manifest(root, manifest)
+    records = _write_utterances(root, items, args, progress)
+    if layout == "iemocap":
+        _write_iemocap_text(root, items, records, seed)
+
+    counts: dict[str, int] = {}
+    for rec in records:
+        counts[rec["label"]] = counts.get(rec["label"], 0) + 1
+    speakers = {item.speaker.speaker_id: asdict(item.speaker) for item in items}
+    manifest.update(complete=True, label_counts=dict(sorted(counts.items())),
+                    total_seconds=round(sum(r["seconds"] for r in records), 3),
+                    speakers=dict(sorted(speakers.items())),
+                    utterances=[{k: v for k, v in r.items() if k != "ratings"} for r in records])
+    _write_manifest(root, manifest)
+    return root
+
+
+def _corpus_args(layout: str, n_utterances: int, seed: int, sample_rate: int | None, min_seconds: float | None,
+                 max_seconds: float | None, sessions: int) -> dict:
+    """The checked arguments of :func:`make_corpus`, defaults filled in, as recorded in the manifest."""
     if layout not in LAYOUTS:
         raise SyntheticCorpusError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     _check_seed(seed)
@@ -860,27 +906,19 @@ def make_corpus(root, layout: str = "iemocap", n_utterances: int = 200, seed: in
     high = high if max_seconds is None else float(max_seconds)
     if not (0.5 <= low <= high <= 120.0):
         raise SyntheticCorpusError(f"need 0.5 <= min_seconds <= max_seconds <= 120, got {low}, {high}")
-
-    root = Path(root)
-    _prepare_root(root, force)
-    plan_rng = np.random.default_rng([seed, _STREAM_PLAN, _LAYOUT_CODE[layout]])
-    if layout == "iemocap":
-        items = _plan_iemocap(n_utterances, seed, sessions, plan_rng)
-    else:
-        items = {"ravdess": _plan_ravdess, "emodb": _plan_emodb, "tess": _plan_tess,
-                 "folder": _plan_folder}[layout](n_utterances, seed, plan_rng)
-
-    args = {"layout": layout, "n_utterances": int(n_utterances), "seed": int(seed), "sample_rate": int(sr),
+    return {"layout": layout, "n_utterances": int(n_utterances), "seed": int(seed), "sample_rate": int(sr),
             "min_seconds": low, "max_seconds": high, "sessions": int(sessions) if layout == "iemocap" else None}
-    entries = sorted({item.relpath.split("/", 1)[0] for item in items})
-    manifest = {"generator": __name__, "version": GENERATOR_VERSION, "rhemo_version": _rhemo_version(),
-                "args": args, "complete": False, "entries": entries}
-    _write_json_atomic(root / MANIFEST_NAME, manifest)
 
+
+def _write_utterances(root: Path, items: list[_Item], args: dict, progress: bool) -> list[dict]:
+    """Synthesise and write every planned utterance (16-bit wav); returns one manifest record per item."""
+    from tqdm import tqdm
+
+    layout, seed, sr = args["layout"], args["seed"], args["sample_rate"]
     records = []
     for index, item in enumerate(tqdm(items, desc=f"synthetic {layout}", unit="utt", disable=not progress)):
         rng = np.random.default_rng([seed, _STREAM_UTTERANCE, _LAYOUT_CODE[layout], index])
-        seconds = draw_seconds(rng, low, high)
+        seconds = draw_seconds(rng, args["min_seconds"], args["max_seconds"])
         prosody, latent = draw_prosody(rng, item.style, item.speaker, item.intensity)
         audio = synthesize(prosody, seconds, sr, rng)
         ratings = rate_vad(rng, latent, 2 if rng.random() < 0.6 else 3)
@@ -896,19 +934,7 @@ def make_corpus(root, layout: str = "iemocap", n_utterances: int = 200, seed: in
                         "session": item.session, "seconds": pcm.shape[0] / sr, "channels": item.channels,
                         "vad": [round(float(v), 4) for v in vad] if layout == "iemocap" else None,
                         "ratings": ratings.tolist() if layout == "iemocap" else None})
-    if layout == "iemocap":
-        _write_iemocap_text(root, items, records, seed)
-
-    counts: dict[str, int] = {}
-    for rec in records:
-        counts[rec["label"]] = counts.get(rec["label"], 0) + 1
-    speakers = {item.speaker.speaker_id: asdict(item.speaker) for item in items}
-    manifest.update(complete=True, label_counts=dict(sorted(counts.items())),
-                    total_seconds=round(sum(r["seconds"] for r in records), 3),
-                    speakers=dict(sorted(speakers.items())),
-                    utterances=[{k: v for k, v in r.items() if k != "ratings"} for r in records])
-    _write_json_atomic(root / MANIFEST_NAME, manifest)
-    return root
+    return records
 
 
 def read_manifest(root) -> dict:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rhemo.errors import DataError
+
 from .readers import EMODB_EMOTIONS, RAVDESS_EMOTIONS, TESS_LABELS
 from .store import SegmentTable
 
@@ -74,8 +76,8 @@ def _class_map(view: str, dataset: str, labels: np.ndarray) -> tuple[list[str], 
     """(label_names, label → class, class for any other label or None to drop those rows)."""
     if view in ("iemocap4", "iemocap4_exc", "complete"):
         if dataset != "iemocap":
-            raise ValueError(f"label view {view!r} needs an IEMOCAP store, but the store's dataset is "
-                             f"{dataset!r}; use label_view='native' for this corpus")
+            raise DataError(f"label view {view!r} needs an IEMOCAP store, but the store's dataset is "
+                            f"{dataset!r}; use label_view='native' for this corpus")
         mapping = {name: i for i, name in enumerate(IEMOCAP4)}
         if view == "iemocap4_exc":
             mapping["exc"] = mapping["hap"]
@@ -85,13 +87,13 @@ def _class_map(view: str, dataset: str, labels: np.ndarray) -> tuple[list[str], 
     if view == "native":
         names = list(NATIVE_CLASSES[dataset]) if dataset in NATIVE_CLASSES else sorted(set(labels.tolist()))
         return names, {name: i for i, name in enumerate(names)}, None
-    raise ValueError(f"unknown label view {view!r}; expected one of {list(VIEWS)}")
+    raise DataError(f"unknown label view {view!r}; expected one of {list(VIEWS)}")
 
 
 def label_view(table: SegmentTable, view: str, dataset: str) -> LabelView:
     """Select rows and integer targets of ``table`` for ``view`` on a store of corpus ``dataset``.
 
-    Raises ValueError for an unknown view, or an IEMOCAP view on another corpus.
+    Raises DataError (a ValueError) for an unknown view, or an IEMOCAP view on another corpus.
     """
     names, mapping, other = _class_map(view, dataset, table.label)
     lookup = np.array([mapping.get(label, -1 if other is None else other) for label in table.label.tolist()],
