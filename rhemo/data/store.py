@@ -66,6 +66,7 @@ from .features import AudioError, FeatureSettings, file_to_segments
 from .readers import Skipped, Utterance
 
 __all__ = [
+    "PREDICTORS_FILE", "SEGMENTS_FILE", "SKIPPED_FILE", "INFO_FILE",
     "STORE_FORMAT",
     "SEGMENT_COLUMNS",
     "StoreError",
@@ -78,6 +79,11 @@ __all__ = [
 ]
 
 STORE_FORMAT = "rhemo-store/1"
+#: the files of a store folder
+PREDICTORS_FILE = "predictors.npy"
+SEGMENTS_FILE = "segments.csv"
+SKIPPED_FILE = "skipped.csv"
+INFO_FILE = "info.json"
 SEGMENT_COLUMNS = ("utterance_id", "path", "speaker", "session", "segment_index", "label", "valence", "arousal",
                    "dominance")
 SKIPPED_COLUMNS = ("path", "reason")
@@ -414,7 +420,7 @@ def _existing_store(out: Path, dataset: str, fingerprint: str, overwrite: bool) 
     if overwrite or not out.exists():
         return None
     try:
-        old = json.loads((out / "info.json").read_text())
+        old = json.loads((out / INFO_FILE).read_text())
     except (OSError, ValueError):
         old = {}
     if old.get("fingerprint") != fingerprint:
@@ -487,10 +493,10 @@ def _stage_store(work: Path, journal: _Journal, segment_rows: Iterable[Sequence]
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir()
-    _write_csv(stage / "segments.csv", SEGMENT_COLUMNS, segment_rows)
-    _write_csv(stage / "skipped.csv", SKIPPED_COLUMNS, ((s.path, s.reason) for s in skipped))
-    write_json(stage / "info.json", info)
-    os.replace(journal.data_path, stage / "predictors.npy")
+    _write_csv(stage / SEGMENTS_FILE, SEGMENT_COLUMNS, segment_rows)
+    _write_csv(stage / SKIPPED_FILE, SKIPPED_COLUMNS, ((s.path, s.reason) for s in skipped))
+    write_json(stage / INFO_FILE, info)
+    os.replace(journal.data_path, stage / PREDICTORS_FILE)
     return stage
 
 
@@ -607,10 +613,10 @@ class SegmentStore:
         if not self.path.is_dir():
             raise StoreError(f"segment store {self.path} not found: expected a folder with predictors.npy, "
                              f"segments.csv and info.json (write one with preprocessing.py)")
-        for name in ("predictors.npy", "segments.csv", "info.json"):
+        for name in (PREDICTORS_FILE, SEGMENTS_FILE, INFO_FILE):
             if not (self.path / name).is_file():
                 raise StoreError(f"segment store {self.path} is incomplete: {name} is missing")
-        info_path = self.path / "info.json"
+        info_path = self.path / INFO_FILE
         try:
             self.info = json.loads(info_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -621,7 +627,7 @@ class SegmentStore:
             self.feature_settings = FeatureSettings.from_dict(self.info["feature_settings"], source=str(info_path))
         except ValueError as exc:
             raise StoreError(str(exc)) from None
-        pred_path = self.path / "predictors.npy"
+        pred_path = self.path / PREDICTORS_FILE
         try:
             _check_data_size(pred_path)
             self.predictors = np.load(pred_path, mmap_mode="r", allow_pickle=False)
@@ -634,7 +640,7 @@ class SegmentStore:
                 or self.predictors.shape[1:] != expected_tail:
             raise StoreError(f"{pred_path}: expected float32 (N, {expected_tail[0]}, {expected_tail[1]}), got "
                              f"{self.predictors.dtype} {self.predictors.shape}")
-        self.table = SegmentTable.read_csv(self.path / "segments.csv")
+        self.table = SegmentTable.read_csv(self.path / SEGMENTS_FILE)
         if len(self.table) != self.predictors.shape[0]:
             raise StoreError(f"{self.path}: segments.csv has {len(self.table)} rows but predictors.npy has "
                              f"{self.predictors.shape[0]} segments")
@@ -648,7 +654,7 @@ class SegmentStore:
 
     def skipped(self) -> list[Skipped]:
         """Rows of skipped.csv (empty list if the file is absent)."""
-        path = self.path / "skipped.csv"
+        path = self.path / SKIPPED_FILE
         if not path.exists():
             return []
         with open(path, newline="", encoding="utf-8") as f:

@@ -45,6 +45,7 @@ from models.registry import RHEMO_MODEL
 from rhemo.atomic import atomic_path
 from rhemo.data.normalisation import Normalisation
 from rhemo.train.runtime import barrier, is_main_process
+from rhemo.data.store import INFO_FILE
 
 __all__ = ["FRONTEND_HIDDEN", "EMBEDDING_SHAPE", "FrontEndSource", "encoder_model", "load_frontend",
            "RHemoEncoder", "SERModel", "checkpoint_weights", "encoder_key", "compute_embeddings", "cached_embeddings", "rhemo_record"]
@@ -198,7 +199,7 @@ def encoder_key(rhemo: nn.Module, normalisation: Normalisation, store: Any) -> s
     digest = hashlib.sha256(_CACHE_VERSION.encode())
     digest.update(_state_sha256(rhemo.encoder_state_dict()).encode())
     digest.update(json.dumps(normalisation.to_dict(), sort_keys=True).encode())
-    digest.update((Path(store.path) / "info.json").read_bytes())
+    digest.update((Path(store.path) / INFO_FILE).read_bytes())
     digest.update(repr(tuple(store.predictors.shape)).encode())
     return digest.hexdigest()
 

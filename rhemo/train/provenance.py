@@ -27,6 +27,7 @@ import numpy as np
 
 from rhemo.train.checkpoint import load_checkpoint
 from rhemo.train.config import ConfigError
+from rhemo.data.store import INFO_FILE
 
 __all__ = ["SPLIT_KEYS", "store_identity", "rhemo_provenance", "read_provenance", "OverlapCheck",
            "check_test_overlap"]
@@ -40,7 +41,7 @@ def store_identity(store: Any) -> str:
     fingerprint = store.info.get("fingerprint")
     if fingerprint:
         return str(fingerprint)
-    digest = hashlib.sha256((Path(store.path) / "info.json").read_bytes())
+    digest = hashlib.sha256((Path(store.path) / INFO_FILE).read_bytes())
     digest.update(repr(tuple(store.predictors.shape)).encode())
     return digest.hexdigest()
 
