@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from models.registry import create_model
 from rhemo.train import checkpoint as ckpt
 from rhemo.train import config, loop
 
-from engine_helpers import FOUR, load_script, make_store, read_metrics, rhemo_config, ser_config  # noqa: E402
+from engine_helpers import FOUR, REPO, load_script, make_store, read_metrics, rhemo_config, ser_config  # noqa: E402
 
 
 def run(name: str, cfg: dict, tmp: Path, *extra: str) -> int:
@@ -52,6 +54,24 @@ def test_a_finished_run_is_refused_and_force_retrains_it(tmp_path, store, capsys
     assert (out / "metrics.previous.json").read_bytes() == before["metrics.json"]
     assert read_metrics(out)["status"] == "done"
     assert json.loads((out / "config.json").read_text())["learning_rate"] == 1e-3
+
+
+def test_two_training_commands_on_one_folder_never_train_at_once(tmp_path, store, capsys):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(  # another training command that holds the folder (as recipe.start does)
+        [sys.executable, "-c", "import sys, time; from rhemo.train import runfolder; "
+         f"runfolder.lock_for_training({str(out)!r}); print('locked', flush=True); time.sleep(60)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert run("training_SER.py", ser_config(store, out, num_epochs=1), tmp_path) == 2
+        line = one_error_line(capsys)
+        assert f"is being trained by another process (pid {holder.pid}" in line and str(out) in line
+        assert not (out / "config.json").exists() and not (out / "log.csv").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run("training_SER.py", ser_config(store, out, num_epochs=1), tmp_path) == 0  # the holder is gone
 
 
 def test_an_unfinished_run_of_another_config_is_refused(tmp_path, store, monkeypatch, capsys, after_epoch):

@@ -29,11 +29,11 @@ from rhemo.data.normalisation import Normalisation, compute_normalisation, pad_s
 from rhemo.data.selection import Selection, select_rows
 from rhemo.data.store import SegmentStore
 from models.registry import count_parameters
-from rhemo.train import config, loop
+from rhemo.train import config, loop, runfolder
 from rhemo.train.checkpoint import TrainedCheckpoint
 from rhemo.train.environment import write_environment
 from rhemo.train.loaders import eval_batch_size, make_datasets, make_eval_loader, make_train_loader
-from rhemo.train.runtime import Runtime, is_main_process, seed_everything, setup
+from rhemo.train.runtime import LAUNCHER_PID_ENV, Runtime, is_main_process, seed_everything, setup
 
 __all__ = ["run_command", "start", "RunData", "Loaders", "train_best", "finish", "announce"]
 
@@ -47,9 +47,12 @@ def run_command(script: str, description: str, train: Callable[..., None], argv:
 
 
 def start(cfg: dict, script_file: str, force: bool, process: Runtime) -> Path:
-    """Seed every generator, check and create the run folder (see :func:`rhemo.train.loop.prepare_output_dir`,
-    ``force`` retrains a finished or foreign one) and write its ``environment.json``; returns the folder."""
+    """Seed every generator, lock the run folder (:func:`rhemo.train.runfolder.lock_for_training`), check and
+    create it (see :func:`rhemo.train.loop.prepare_output_dir`, ``force`` retrains a finished or foreign one)
+    and write its ``environment.json``; returns the folder."""
     seed_everything(cfg["seed"])
+    if is_main_process():
+        runfolder.lock_for_training(cfg["output_dir"], os.environ.get(LAUNCHER_PID_ENV, ""))
     out = loop.prepare_output_dir(cfg["output_dir"], cfg, script_file, force=force)
     if is_main_process():
         write_environment(out, process.device, process.world_size)

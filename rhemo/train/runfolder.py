@@ -37,7 +37,8 @@ __all__ = ["RunFolderError", "DISK_FULL_ERRNOS", "METRICS_FILE", "PREVIOUS_METRI
            "ENVIRONMENT_FILE", "RUN_LOG_FILE", "CURVES_FILE", "CONFUSION_FILE", "CONFUSION_UTTERANCE_FILE",
            "DIAGNOSTICS_FILE", "TENSORBOARD_DIR", "predictions_file", "FOLD_DIR_PATTERN", "SEED_DIR_PATTERN",
            "seed_dir", "fold_dir", "fold_dirs", "seed_dirs", "read_metrics", "write_metrics", "config_differences",
-           "run_finished", "holds_results", "check_run_folder", "stale_temp_files", "remove_stale_temps", "FoldLock"]
+           "run_finished", "holds_results", "check_run_folder", "stale_temp_files", "remove_stale_temps", "FoldLock",
+           "lock_for_training"]
 
 METRICS_FILE = "metrics.json"
 PREVIOUS_METRICS_FILE = "metrics.previous.json"
@@ -252,3 +253,28 @@ class FoldLock:
         if self.handle is not None:
             self.handle.close()  # closing the descriptor releases the flock
             self.handle = None
+
+
+#: run-folder locks this process holds for its trainings (released by the kernel when it exits)
+_held_locks: dict[Path, FoldLock] = {}
+
+
+def lock_for_training(folder: Path, launcher_pid: str = "") -> None:
+    """Make this process the only one training in ``folder``, or raise RunFolderError naming the holder.
+
+    The launcher already holds the fold's lock for the training it starts (``launcher_pid``, the pid it passes
+    in the environment), and a process may lock the same folder again (a second run in one Python session).
+    A training started by hand takes the lock itself and keeps it until it exits, so two commands on one
+    output_dir never train at once.
+    """
+    folder = Path(folder).resolve()
+    if folder in _held_locks:
+        return
+    lock = FoldLock(folder)
+    if lock.acquire():
+        _held_locks[folder] = lock
+        return
+    if lock.holder and lock.holder in (launcher_pid, str(os.getpid())):
+        return
+    raise RunFolderError(f"{folder} is being trained by another process (pid {lock.holder or '?'}, lock "
+                         f"{lock.path}); wait for it to finish, or choose another output_dir")
