@@ -55,7 +55,7 @@ paper-mini: $(RUNTIME_STAMP)
 	  $(PY) preprocessing.py --dataset $$corpus --input $(PAPER_MINI)/corpora/$$corpus \
 	    --output $(PAPER_MINI)/stores || exit 1; \
 	done
-	$(PAPER_MINI_RUN) --ids [1] --override '{$(PAPER_MINI_SMALL)}'
+	$(PAPER_MINI_RUN) --ids [1] --seeds 1,2 --override '{$(PAPER_MINI_SMALL)}'
 	$(PAPER_MINI_RUN) --ids [2,3] --seeds 1,2 --override '{$(PAPER_MINI_SMALL), "r2he_model_path": {"experiment": 1, "run": 2}}'
 	$(PAPER_MINI_RUN) --ids [5,6,7] --seeds 1,2 --override '{$(PAPER_MINI_SMALL)}'
 	$(PY) exp_instance.py --paper_table --output_folder $(PAPER_MINI_RESULTS)

@@ -36,7 +36,6 @@ from rhemo.train.runfolder import CHECKPOINT_FILE, FOLD_DIR_PATTERN, METRICS_FIL
 #: configuration keys that may hold a reference to another run's checkpoint
 REFERENCE_KEYS = ("load_pretrained", "r2he_model_path")
 SAME = "same"
-#: a seed folder's name (``<run>/seed<s>``); group 1 is the seed
 _REFERENCE_FIELDS = ("experiment", "run", "fold", "seed")
 
 
