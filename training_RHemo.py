@@ -83,7 +83,7 @@ def result_lines(results: dict, report: dict) -> list[str]:
              for split, values in results.items()]
     return lines + [health.summary_line(report),
                     f"WARNING {report['warning']}" if report["warning"] else "RH-emo health: OK (no dead encoder "
-                    "channel, recon BCE beats the trivial predictors)"]
+                    f"channel, recon BCE beats the best constant predictor; {health.bin_mean_comparison(report)})"]
 
 
 def train(cfg: dict, process: runtime.Runtime, force: bool = False) -> None:

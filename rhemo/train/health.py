@@ -185,6 +185,15 @@ def _beats_trivial(report: Mapping[str, Any]) -> tuple[bool, str]:
                                         f"({trivial['constant']:.4g})"
 
 
+def bin_mean_comparison(report: Mapping[str, Any]) -> str:
+    """Whether the recon BCE also beats the per-bin training mean (reported, never a warning)."""
+    trivial, recon = report.get("trivial_bce"), report.get("recon_bce")
+    if not trivial or recon is None or not math.isfinite(recon):
+        return "no per-bin mean to compare with"
+    verdict = "beats" if recon < trivial["bin_mean"] else "does not beat"
+    return f"{verdict} the per-bin training mean ({trivial['bin_mean']:.4g})"
+
+
 def warning_line(report: Mapping[str, Any]) -> str | None:
     """One line naming every problem of a health report, or None when the RH-emo is healthy: dead channels, and
     a recon BCE no better than the best constant (the BCE's trivial solution). The per-bin mean, a 512×128
