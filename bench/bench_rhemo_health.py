@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 from models.registry import RHEMO_MODEL, create_model  # noqa: E402
 from rhemo.data.store import SegmentStore  # noqa: E402
 from rhemo.train import config, health, loaders, loop, runtime  # noqa: E402
-from rhemo.data.normalisation import Normalisation, compute_normalisation
-from rhemo.data.selection import select_rows
+from rhemo.data.normalisation import Normalisation, compute_normalisation  # noqa: E402
+from rhemo.data.selection import select_rows  # noqa: E402
 
 CORPORA = {"demo-iemocap": ("iemocap", 0), "emodb-seed7": ("emodb", 7)}
 VARIANTS = {

@@ -39,11 +39,12 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from rhemo.data.normalisation import compute_normalisation
-from rhemo.data.selection import select_rows
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from rhemo.data.normalisation import compute_normalisation  # noqa: E402
+from rhemo.data.selection import select_rows  # noqa: E402
 
 #: label → (script, config overrides); the RH-emo stages as in experiments/1, SER nets on their inputs.
 NETS = {

@@ -65,3 +65,10 @@ def test_download_weights_help_explains_itself():
     text = help_text("download_weights.py")
     assert "``" not in text and ":mod:" not in text and ":func:" not in text
     assert "sha256" in text and "--force" in text and "\nExamples:\n    python3 download_weights.py\n" in text
+
+
+@pytest.mark.parametrize("script", sorted(p.relative_to(REPO).as_posix() for p in (REPO / "bench").glob("bench_*.py")))
+def test_every_bench_script_starts(script):
+    """`make bench` runs these from a plain shell: their imports must resolve from the script's own path."""
+    text = help_text(script)
+    assert "--quick" in text

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.registry import RHEMO_MODEL, create_model
 from rhemo.data.store import SegmentStore
 from rhemo.train import checkpoint as ckpt
 from rhemo.train import loaders as data, embeddings
@@ -135,3 +136,12 @@ def test_finetune_r2he_really_trains_the_encoder(store_and_weights, tmp_path):
     rebuilt = create_model("simple_autoencoder_2_vad", **payload["rhemo"]["model_kwargs"])
     rebuilt.load_encoder_state_dict(encoder)
     assert json.loads((out / "metrics.json").read_text())["status"] == "done"
+
+
+def test_a_front_end_built_in_memory_can_be_checkpointed():
+    """An RHemoEncoder made without a source (a notebook's, the bench's) still gives the checkpoint's entry."""
+    rhemo = embeddings.encoder_model(create_model(RHEMO_MODEL, hidden_size=8).encoder_state_dict())
+    model = embeddings.SERModel(torch.nn.Identity(), embeddings.RHemoEncoder(rhemo))
+    _, record = embeddings.checkpoint_weights(model)
+    assert record["source"] == "in-memory" and len(record["sha256"]) == 64
+    assert record["encoder_state_dict"].keys() == rhemo.encoder_state_dict().keys()

@@ -122,7 +122,8 @@ class RHemoEncoder(nn.Module):
     is always in eval mode (``.train()`` does not change that), a trainable one follows the usual train/eval
     switch. ``bn_mode='batch'``: always in train mode, so the BatchNorms use each batch's statistics (and update
     their running averages), as the authors' SER script left RH-emo. ``source`` says where the encoder's weights
-    came from (recorded in the checkpoint, see :func:`rhemo_record`).
+    came from (recorded in the checkpoint, see :func:`rhemo_record`); None: a model built in memory, named
+    ``in-memory`` with the SHA-256 of its encoder weights.
     """
 
     def __init__(self, rhemo: nn.Module, trainable: bool = False, bn_mode: str = "eval",
@@ -131,7 +132,7 @@ class RHemoEncoder(nn.Module):
         if bn_mode not in ("eval", "batch"):
             raise ValueError(f"bn_mode must be 'eval' or 'batch', got {bn_mode!r}")
         self.rhemo = rhemo
-        self.source = source
+        self.source = source or FrontEndSource("in-memory", _state_sha256(rhemo.encoder_state_dict()))
         self.trainable = bool(trainable)
         self.bn_mode = bn_mode
         encoder_keys = set(rhemo.encoder_state_dict())
