@@ -27,6 +27,17 @@ import numpy as np
 __all__ = ["atomic_path", "write_text", "write_bytes", "write_json", "json_safe"]
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS tells (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0)
+        os.umask(mask)
+        return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on a clean exit it replaces ``path``, on an error it is removed.
@@ -35,6 +46,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's file is owner-only; give it the mode open() would
     os.close(handle)
     tmp = Path(name)
     try:

@@ -3,6 +3,7 @@ import collections
 import fractions
 import hashlib
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -204,3 +205,19 @@ def test_plain_state_dict_errors():
         plain_state_dict([t])
     with pytest.raises(CheckpointError, match="both 'fc.weight' and 'module.fc.weight'"):
         plain_state_dict({"fc.weight": t, "module.fc.weight": t})
+
+
+def test_atomic_writes_give_files_the_mode_open_would(tmp_path):
+    """Results, stores and checkpoints stay readable by the group/others the umask allows (not mkstemp's 0600)."""
+    from rhemo.atomic import write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.json", "{}\n")
+        ckpt.save_checkpoint(tmp_path / "c.pt", {"x": torch.zeros(1)})
+    finally:
+        os.umask(old)
+    reference = tmp_path / "plain.txt"
+    reference.write_text("x")
+    for name in ("a.json", "c.pt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == stat.S_IMODE(reference.stat().st_mode) == 0o644
