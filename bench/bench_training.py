@@ -17,6 +17,8 @@ size (RH-emo 50, SER 20) and learning rate:
   (reference §3 and §4.2; their code is not available here): default Adam, per batch zero_grad / forward /
   emo_loss_vad with its 12 per-batch Python floats / backward / step, the heads always computed, data as
   in-RAM tensors, validation every epoch, ``torch.save`` of the state_dict when the validation total improves;
+* ``channels_last``: (RH-emo only) the engine with ``channels_last: true`` (a config switch, off by default
+  because it changes float rounding): its ratio is what that memory format buys the tiny-channel convolutions;
 * ``recompute``: (quaternion SER nets only) the engine, but the frozen RH-emo embeddings are recomputed for
   every batch instead of read from the cache: its ratio is what the cache alone buys.
 
@@ -135,11 +137,16 @@ def _engine_setup(spec: dict, cfg: dict):
 
 
 def measure_engine(spec: dict) -> dict:
-    """``engine`` / ``off``: loop.fit for spec['epochs'] epochs plus a step timing on a resident batch."""
+    """``engine`` / ``off`` / ``channels_last``: loop.fit for spec['epochs'] epochs plus a step timing on a
+    resident batch."""
+    import torch
+
     from models.registry import count_parameters
     from rhemo.train import config, loop, runfolder, runtime
 
     off = spec["variant"] == "off"
+    if spec["variant"] == "channels_last":
+        spec = {**spec, "overrides": {**spec["overrides"], "channels_last": True}}
     loop.SPEEDUPS.skip_idle_heads = loop.SPEEDUPS.fast_adam = not off
     params = {"store_path": spec["store"], "model_hidden_size": spec["hidden"], "num_epochs": spec["epochs"],
               "early_stopping": False, "use_cuda": False, **spec["overrides"]}
@@ -151,6 +158,8 @@ def measure_engine(spec: dict) -> dict:
     runtime.seed_everything(cfg["seed"])
     started = time.perf_counter()
     process, model, net, task, train_loader, val_loader, checkpoint = _engine_setup(spec, cfg)
+    if cfg["channels_last"]:
+        model.to(memory_format=torch.channels_last)
     setup_s = time.perf_counter() - started
     timers = _Timers(loop)
     epochs, clock = [], [time.perf_counter()]
@@ -183,11 +192,12 @@ def _step_time(run_pass, model, task, loader, steps: int, cfg: dict) -> float:
                                     cfg["regularization_lambda"])
     batch = next(iter(loader))
     model.train()
-    run_pass(model, task, [batch], torch.device("cpu"), optimizer=optimizer, epoch=0)  # allocator, Adam state
+    kwargs = {"optimizer": optimizer, "epoch": 0, "channels_last": cfg["channels_last"]}
+    run_pass(model, task, [batch], torch.device("cpu"), **kwargs)  # allocator, Adam state
     times = []
     for _ in range(steps):  # one pass over several batches: per-pass work (metrics, head state) spread as in an epoch
         started = time.perf_counter()
-        run_pass(model, task, [batch] * 4, torch.device("cpu"), optimizer=optimizer, epoch=0)
+        run_pass(model, task, [batch] * 4, torch.device("cpu"), **kwargs)
         times.append((time.perf_counter() - started) / 4)
     return statistics.median(times)
 
@@ -317,7 +327,7 @@ def print_row(label: str, variant: str, r: dict, engine: dict) -> None:
     blank = r is engine
     step_ratio = f"{'':>6}" if blank else f"{r['step_s'] / engine['step_s']:>6.2f}"
     epoch_ratio = f"{'':>6}" if blank else f"{med['epoch'] / eng['epoch']:>6.2f}"
-    print(f"{label:15} {variant:8} {r['params']:>12,} {r['step_s']:>8.3f} {step_ratio} {med['epoch']:>8.2f} "
+    print(f"{label:15} {variant:13} {r['params']:>12,} {r['step_s']:>8.3f} {step_ratio} {med['epoch']:>8.2f} "
           f"{epoch_ratio} {med['train']:>7.2f} {med['val']:>6.2f} {med['save']:>6.2f} {r['peak_rss_mb']:>8.0f}",
           flush=True)
 
@@ -351,13 +361,13 @@ def main(argv: list[str] | None = None) -> int:
           + ("" if hidden == 4096 else " (NOT the paper's 4096)") + f"; {epochs} epochs and {steps} steps per run "
           f"(medians); store of {utterances} synthetic utterances; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores", flush=True)
-    header = f"{'network':15} {'variant':8} {'params':>12} {'step s':>8} {'ratio':>6} {'epoch s':>8} {'ratio':>6} " \
+    header = f"{'network':15} {'variant':13} {'params':>12} {'step s':>8} {'ratio':>6} {'epoch s':>8} {'ratio':>6} " \
              f"{'train':>7} {'val':>6} {'save':>6} {'RSS MB':>8}"
     print(header + "\n" + "-" * len(header))
     results = []
     for name in names:
         label, script, overrides = NETS[name]
-        variants = {"rhemo": ("engine", "off", "authors"), "ser": ("engine", "off")}[script]
+        variants = {"rhemo": ("engine", "off", "authors", "channels_last"), "ser": ("engine", "off")}[script]
         if overrides.get("model_quat"):
             variants += ("recompute",)
         rows = {}

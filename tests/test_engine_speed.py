@@ -123,6 +123,33 @@ def test_validation_of_untrained_heads_reports_accuracy_as_not_applicable(rhemo_
     assert math.isfinite(loop.evaluate(net, stage2, rhemo_loader, CPU.device)["acc"])  # configured beta > 0
 
 
+def test_channels_last_rhemo_step_matches_the_contiguous_one(rhemo_loader):
+    """The channels_last switch (bench: its speed-up on RH-emo's thin convolutions) changes only the rounding:
+    one epoch's losses and first Adam moments (the gradients scaled by 1 - beta1) match the contiguous run."""
+    task = loop.RHemoTask(alpha=1.0, beta=0.0, beta_class=1.0, beta_vad=1.0)
+    runs = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        net = create_model("simple_autoencoder_2_vad", hidden_size=8)
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        optimizer = loop.make_optimizer(list(net.parameters()), 0.0, 0.0)  # lr 0: the moments see the gradients
+        net.train()
+        rhemo_loader.sampler.set_epoch(0)
+        result = loop.run_pass(net, task, rhemo_loader, CPU.device, optimizer=optimizer, epoch=0,
+                               channels_last=channels_last)
+        runs.append((result, net, optimizer))
+    (plain, plain_net, plain_opt), (fast, fast_net, fast_opt) = runs
+    assert fast_net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert math.isclose(fast["recon"], plain["recon"], rel_tol=1e-5)
+    for (name, a), b in zip(plain_net.named_parameters(), fast_net.parameters()):
+        if name.startswith(("conv", "t_conv")):
+            expected = plain_opt.state[a]["exp_avg"]
+            error = (fast_opt.state[b]["exp_avg"] - expected).abs().max() / expected.abs().max()
+            assert error < 1e-2, (name, float(error))  # conv1's gradient sums ~1e6 cancelling terms: 2e-3 seen
+            assert torch.any(plain_opt.state[a]["exp_avg"] != 0), name
+
+
 def test_fused_adam_follows_the_plain_optimiser():
     torch.manual_seed(0)
     plain_net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
