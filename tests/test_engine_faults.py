@@ -56,6 +56,25 @@ def test_a_finished_run_is_refused_and_force_retrains_it(tmp_path, store, capsys
     assert json.loads((out / "config.json").read_text())["learning_rate"] == 1e-3
 
 
+@pytest.mark.parametrize("record, finished", [({"status": "done", "test": {}}, True), ({"test": {}}, True),
+                                              ({"status": "failed"}, False), ("not json", False), (None, False)])
+def test_the_launcher_and_a_training_script_agree_on_a_finished_folder(tmp_path, record, finished):
+    """One rule: a metrics.json without a status (hand-made or old) counts as finished for both, as the
+    report reads it; a failed or unreadable record does not."""
+    from rhemo.train import runfolder  # the launcher skips a fold by runfolder.run_finished too
+
+    folder = tmp_path / "fold1"
+    folder.mkdir()
+    if record is not None:
+        (folder / "metrics.json").write_text(record if isinstance(record, str) else json.dumps(record))
+    assert runfolder.run_finished(folder) is finished
+    if finished:
+        with pytest.raises(runfolder.RunFolderError, match="already finished"):
+            runfolder.check_run_folder(folder, {}, set(), False, lambda: None)
+    else:
+        assert runfolder.check_run_folder(folder, {}, set(), False, lambda: None) == []
+
+
 def test_two_training_commands_on_one_folder_never_train_at_once(tmp_path, store, capsys):
     out = tmp_path / "run"
     holder = subprocess.Popen(  # another training command that holds the folder (as recipe.start does)

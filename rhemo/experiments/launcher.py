@@ -434,11 +434,6 @@ def run_process(command: Sequence[str], cwd: Path, log_path: Path, timeout_secon
 
 
 # --------------------------------------------------------------------------------------------- folds
-def fold_finished(fold_dir: Path) -> bool:
-    """True when the fold's ``metrics.json`` exists and is a readable finished record."""
-    return runfolder.read_metrics(Path(fold_dir) / METRICS_FILE)[0] == "done"
-
-
 @dataclass
 class LaunchOptions:
     """Everything ``exp_instance.py`` takes from its command line."""
@@ -472,7 +467,7 @@ def run_fold(plan: RunPlan, fold: int, opts: LaunchOptions, console: TextIO) -> 
     """
     fold_dir = plan.fold_dir(opts.output_folder, fold)
     label = f"{plan.experiment.stem} run {plan.run} fold {fold}"
-    if fold_finished(fold_dir) and not opts.force:
+    if runfolder.run_finished(fold_dir) and not opts.force:
         print(f"[skip] {label}: already finished ({fold_dir / METRICS_FILE} exists; --force re-runs it)",
               file=console)
         return "skipped"
@@ -491,7 +486,7 @@ def _run_locked_fold(plan: RunPlan, fold: int, fold_dir: Path, label: str, opts:
                      console: TextIO) -> str:
     """:func:`run_fold` once the fold's lock is held."""
     metrics_path = fold_dir / METRICS_FILE
-    if fold_finished(fold_dir) and not opts.force:  # finished by another launcher while we waited for the lock
+    if runfolder.run_finished(fold_dir) and not opts.force:  # finished by another launcher while we waited for the lock
         print(f"[skip] {label}: already finished ({metrics_path} exists; --force re-runs it)", file=console)
         return "skipped"
     error_path = fold_dir / ERROR_FILE
@@ -534,7 +529,7 @@ def _foreign_config(config_path: Path, config: dict[str, Any]) -> list[str]:
 def _record_outcome(result: ProcessResult, fold_dir: Path, label: str, command: list[str], opts: LaunchOptions,
                     console: TextIO) -> str:
     """Print how the fold ended; a failure or interruption is written to error.txt."""
-    if result.returncode == 0 and fold_finished(fold_dir):
+    if result.returncode == 0 and runfolder.run_finished(fold_dir):
         print(f"[done] {label} in {result.seconds:.1f} s", file=console, flush=True)
         return "done"
     if result.interrupted:
@@ -660,7 +655,7 @@ def print_plan(plans: list[tuple[Experiment, list[RunPlan]]], opts: LaunchOption
             print(f"    rules: {protocol.describe_rules(plan.config, plan.kind)}", file=console)
             for fold in range(plan.config["num_folds"]):
                 fold_dir = plan.fold_dir(opts.output_folder, fold)
-                state = "finished, skip" if fold_finished(fold_dir) and not opts.force else "to run"
+                state = "finished, skip" if runfolder.run_finished(fold_dir) and not opts.force else "to run"
                 command = fold_command(plan, fold_dir / CONFIG_FILE, opts.scripts_dir)
                 print(f"    fold {fold} [{state}] {fold_dir}\n      {' '.join(command)}", file=console)
     print("dry run: every run is valid; nothing was started", file=console)
@@ -683,7 +678,7 @@ def print_references(plans: list[tuple[Experiment, list[RunPlan]]], console: Tex
 def start_fold(plan: RunPlan, fold: int, opts: LaunchOptions, console: TextIO) -> str:
     """:func:`run_fold`, unless a run this fold loads has not finished: then it is refused ('failed')."""
     blocked = references.unfinished(plan.references, fold)
-    if blocked and not (fold_finished(plan.fold_dir(opts.output_folder, fold)) and not opts.force):
+    if blocked and not (runfolder.run_finished(plan.fold_dir(opts.output_folder, fold)) and not opts.force):
         for line in blocked:
             print(f"[refuse] {plan.experiment.stem} run {plan.run} fold {fold}: not started: {line}",
                   file=console, flush=True)

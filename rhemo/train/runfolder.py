@@ -138,12 +138,9 @@ def config_differences(saved: dict, cfg: dict, free_keys: Collection[str]) -> li
 
 
 def run_finished(folder: Path) -> bool:
-    """True when ``folder/metrics.json`` is a readable record with status ``done``."""
-    try:
-        record = json.loads((Path(folder) / METRICS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and record.get("status") == "done"
+    """True when ``folder/metrics.json`` is a finished record (:func:`read_metrics` says 'done'): the one rule
+    by which the launcher skips a fold and a training script refuses to retrain a folder."""
+    return read_metrics(Path(folder) / METRICS_FILE)[0] == "done"
 
 
 def holds_results(folder: Path) -> bool:
