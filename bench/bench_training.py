@@ -127,6 +127,7 @@ def _engine_setup(spec: dict, cfg: dict):
             else:
                 frontend = embeddings.RHemoEncoder(rhemo)
         model = embeddings.SERModel(net, frontend)
+    model = loop.place_model(model, process, cfg["channels_last"])  # as the scripts place it
     datasets = loaders.make_datasets(array, selection, ds_norm)
     train_loader = loaders.make_train_loader(datasets["train"], cfg["batch_size"], cfg["seed"], process)
     val_loader = loaders.make_eval_loader(datasets["val"], loaders.eval_batch_size(cfg), process)
@@ -139,8 +140,6 @@ def _engine_setup(spec: dict, cfg: dict):
 def measure_engine(spec: dict) -> dict:
     """``engine`` / ``off`` / ``channels_last``: loop.fit for spec['epochs'] epochs plus a step timing on a
     resident batch."""
-    import torch
-
     from models.registry import count_parameters
     from rhemo.train import config, loop, runfolder, runtime
 
@@ -158,8 +157,6 @@ def measure_engine(spec: dict) -> dict:
     runtime.seed_everything(cfg["seed"])
     started = time.perf_counter()
     process, model, net, task, train_loader, val_loader, checkpoint = _engine_setup(spec, cfg)
-    if cfg["channels_last"]:
-        model.to(memory_format=torch.channels_last)
     setup_s = time.perf_counter() - started
     timers = _Timers(loop)
     epochs, clock = [], [time.perf_counter()]

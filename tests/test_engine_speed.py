@@ -146,8 +146,8 @@ def test_channels_last_rhemo_step_matches_the_contiguous_one(rhemo_loader):
         if name.startswith(("conv", "t_conv")):
             expected = plain_opt.state[a]["exp_avg"]
             error = (fast_opt.state[b]["exp_avg"] - expected).abs().max() / expected.abs().max()
-            assert error < 1e-2, (name, float(error))  # conv1's gradient sums ~1e6 cancelling terms: 2e-3 seen
-            assert torch.any(plain_opt.state[a]["exp_avg"] != 0), name
+            assert error < 1e-2, (name, float(error))  # conv1's gradient sums ~1e6 cancelling terms; 2e-3 seen
+            assert torch.any(expected != 0), name
 
 
 def test_fused_adam_follows_the_plain_optimiser():
