@@ -13,10 +13,13 @@ training time:
 V/A/D targets are binarised as in the reference: 1 if value > 2.5 else 0 (2.5 itself → 0); nan stays nan
 (corpora without dimensional labels).
 
-Example:
-    >>> view = label_view(store.table, 'iemocap4', 'iemocap')       # doctest: +SKIP
-    >>> view.label_names
-    ['neu', 'ang', 'hap', 'sad']
+Example (a store's ``table`` has these columns; frustration is not one of the four classes):
+    >>> from types import SimpleNamespace
+    >>> table = SimpleNamespace(label=np.array(['ang', 'fru', 'neu']), valence=np.array([1.0, 2.0, 3.0]),
+    ...                         arousal=np.array([3.0, 2.0, 2.5]), dominance=np.array([4.0, 3.0, 3.0]))
+    >>> view = label_view(table, 'iemocap4', 'iemocap')
+    >>> view.label_names, view.indices.tolist(), view.targets.tolist(), view.vad.tolist()
+    (['neu', 'ang', 'hap', 'sad'], [0, 2], [1, 0], [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]])
 """
 
 from __future__ import annotations
