@@ -9,10 +9,12 @@ variant) then runs in its own fresh process, with --threads torch threads (defau
 size (RH-emo 50, SER 20) and learning rate:
 
 * ``engine``: the engine as it is (``loop.fit``: training pass, validation, checkpoint.pt, last.pt/best.pt).
-  RH-emo stage 1 runs without its heads (the emotion terms weigh 0), Adam is fused, evaluation runs under
-  inference_mode at eval_batch_size, quaternion SER nets read cached embeddings;
+  RH-emo stage 1 runs without its heads (the emotion terms weigh 0, their Adam state a step count), Adam is
+  fused, evaluation runs under inference_mode at eval_batch_size, checkpoints are written in the background
+  while the next epoch trains, quaternion SER nets read cached embeddings;
 * ``off``: the same ``loop.fit`` with every switchable optimisation off: full heads, default Adam, evaluation
-  at the training batch size, quaternion SER nets recomputing the frozen RH-emo embeddings of every batch;
+  at the training batch size, checkpoints written before the next epoch starts, quaternion SER nets
+  recomputing the frozen RH-emo embeddings of every batch;
 * ``authors``: (RH-emo only) a RE-CREATION of the authors' ``training_RHemo.py`` loop from its specification
   (reference §3 and §4.2; their code is not available here): default Adam, per batch zero_grad / forward /
   emo_loss_vad with its 12 per-batch Python floats / backward / step, the heads always computed, data as
@@ -23,10 +25,13 @@ size (RH-emo 50, SER 20) and learning rate:
   every batch instead of read from the cache: its ratio is what the cache alone buys.
 
 Figures: ``step`` = median time of one training step on a resident batch (forward, loss, backward, Adam);
-``epoch`` = median over the epochs of one epoch (training + validation + checkpoint writes); ``train``,
-``val``, ``save`` = its parts; ``peak RSS`` of the process; ``ratio`` = the ``off`` (or ``authors``) time divided
-by the ``engine`` time (> 1: the engine is faster). Medians, because the machine may be shared; the load
-average before and after is printed. The sizes of last.pt and best.pt written by the engine are reported.
+``epoch`` = median over the epochs of one epoch (training + validation + checkpoint writes: with
+background_writes they overlap the next epoch, which waits for them if they are slower; the last epoch counts
+the wait for its own at the end of the run); ``train``, ``val``, ``save`` = its parts (``save`` on the writer
+thread when it runs in the background); ``peak RSS`` of the process; ``ratio`` = the ``off`` (or ``authors``)
+time divided by the ``engine`` time (> 1: the engine is faster). Medians, because the machine may be shared;
+the load average before and after is printed. The sizes of the engine's checkpoint.pt, last.pt and best.pt
+at the end of the run are reported.
 """
 from __future__ import annotations
 
@@ -66,11 +71,12 @@ HEAVY = ("VGG16-real", "ResNet-50-real")  # left out by --quick
 
 # ----------------------------------------------------------------------------------------------- worker
 class _Timers:
-    """Wraps the engine's run_pass and save_checkpoint to split an epoch into training, validation and writes."""
+    """Wraps the engine's run_pass and save_checkpoint to split an epoch into training, validation and writes
+    (on the writer thread, overlapping the next epoch, when background_writes is on)."""
 
-    def __init__(self, loop) -> None:
+    def __init__(self, loop, resume) -> None:
         self.totals = {"train": 0.0, "val": 0.0, "save": 0.0}
-        run_pass, save = loop.run_pass, loop.save_checkpoint
+        run_pass, save = loop.run_pass, resume.save_checkpoint
 
         def timed_pass(*args, **kwargs):
             started = time.perf_counter()
@@ -87,7 +93,7 @@ class _Timers:
             finally:
                 self.totals["save"] += time.perf_counter() - started
 
-        loop.run_pass, loop.save_checkpoint = timed_pass, timed_save
+        loop.run_pass, resume.save_checkpoint = timed_pass, timed_save
         self.run_pass = run_pass
 
     def take(self) -> dict[str, float]:
@@ -141,12 +147,12 @@ def measure_engine(spec: dict) -> dict:
     """``engine`` / ``off`` / ``channels_last``: loop.fit for spec['epochs'] epochs plus a step timing on a
     resident batch."""
     from models.registry import count_parameters
-    from rhemo.train import config, loop, runfolder, runtime
+    from rhemo.train import config, loop, resume, runfolder, runtime
 
     off = spec["variant"] == "off"
     if spec["variant"] == "channels_last":
         spec = {**spec, "overrides": {**spec["overrides"], "channels_last": True}}
-    loop.SPEEDUPS.skip_idle_heads = loop.SPEEDUPS.fast_adam = not off
+    loop.SPEEDUPS.skip_idle_heads = loop.SPEEDUPS.fast_adam = loop.SPEEDUPS.background_writes = not off
     params = {"store_path": spec["store"], "model_hidden_size": spec["hidden"], "num_epochs": spec["epochs"],
               "early_stopping": False, "use_cuda": False, **spec["overrides"]}
     if spec["script"] == "ser":
@@ -158,22 +164,26 @@ def measure_engine(spec: dict) -> dict:
     started = time.perf_counter()
     process, model, net, task, train_loader, val_loader, checkpoint = _engine_setup(spec, cfg)
     setup_s = time.perf_counter() - started
-    timers = _Timers(loop)
+    timers = _Timers(loop, resume)
     epochs, clock = [], [time.perf_counter()]
 
     sizes = {}
     with tempfile.TemporaryDirectory() as out:
         cfg["output_dir"] = out
 
-        def end_of_epoch(epoch: int) -> None:  # after last.pt is written: the whole epoch, writes included
+        def end_of_epoch(epoch: int) -> None:  # once its writes are submitted (background) or done
             clock.append(time.perf_counter())
             epochs.append({**timers.take(), "epoch": clock[-1] - clock[-2]})
-            sizes.update({name: os.path.getsize(Path(out) / name) / 2**20
-                          for name in (runfolder.LAST_FILE, runfolder.BEST_FILE) if (Path(out) / name).exists()})
 
         clock[0] = time.perf_counter()
         loop.fit(model, task, train_loader, val_loader, cfg=cfg, runtime=process, output_dir=out,
                  checkpoint=checkpoint, show_keys=[], after_epoch=end_of_epoch)
+        flush = time.perf_counter() - clock[-1]  # fit waits for the last epoch's writes: they count in it
+        epochs[-1]["epoch"] += flush
+        epochs[-1]["save"] += timers.take()["save"]
+        sizes.update({name: os.path.getsize(Path(out) / name) / 2**20
+                      for name in (runfolder.CHECKPOINT_FILE, runfolder.LAST_FILE, runfolder.BEST_FILE)
+                      if (Path(out) / name).exists()})
     step_s = _step_time(timers.run_pass, model, task, train_loader, spec["steps"], cfg)
     return {"setup_s": setup_s, "step_s": step_s, "params": count_parameters(net), "epochs": epochs,
             "files_mb": sizes, "segments": len(train_loader.dataset) + len(val_loader.dataset),

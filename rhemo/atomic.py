@@ -18,13 +18,14 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_text", "write_bytes", "write_json", "json_safe"]
+__all__ = ["atomic_path", "atomic_link", "write_text", "write_bytes", "write_json", "json_safe"]
 
 
 def _umask() -> int:
@@ -56,6 +57,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_link(source: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Make ``path`` (atomically) a second name of the file ``source``: a hard link, so no byte is copied; a
+    copy where the file system has no hard links. Writing ``source`` again through :func:`atomic_path` gives
+    it a new file and leaves ``path`` as it was."""
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (or no source: the copy names it)
+            shutil.copyfile(source, tmp)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -22,9 +22,10 @@ import pytest  # noqa: E402
 
 @pytest.fixture
 def after_epoch(monkeypatch):
-    """A list of ``hook(epoch)`` callables run after each finished training epoch (1-based), once ``last.pt`` is
-    on disk: every :func:`rhemo.train.loop.fit` of the test gets them as its ``after_epoch``. Tests fill it to
-    interrupt a run at a chosen epoch (``after_epoch[:] = [hook]``) and clear it to let the next run finish."""
+    """A list of ``hook(epoch)`` callables run after each finished training epoch (1-based), while its files may
+    still be being written (a KeyboardInterrupt raised by a hook lets them finish): every
+    :func:`rhemo.train.loop.fit` of the test gets them as its ``after_epoch``. Tests fill it to interrupt a run
+    at a chosen epoch (``after_epoch[:] = [hook]``) and clear it to let the next run finish."""
     from rhemo.train import loop
 
     hooks: list = []

@@ -15,7 +15,8 @@ from models.registry import create_model
 from rhemo.data.store import SegmentStore
 from rhemo.train import checkpoint as ckpt
 from rhemo.train import loaders as data, runtime as device, loop
-from tests.engine_helpers import FOUR, make_store, read_metrics, run_script, ser_config
+from rhemo.train import resume
+from tests.engine_helpers import FOUR, make_store, read_metrics, rhemo_config, run_script, ser_config
 from rhemo.data.normalisation import compute_normalisation
 
 CPU = device.Runtime(torch.device("cpu"))
@@ -61,9 +62,15 @@ def assert_same_training(fast, full):
             assert torch.equal(state_a[key], state_b[key]), key
         else:
             torch.testing.assert_close(state_a[key], state_b[key], rtol=1e-5, atol=1e-6, msg=key)
-    # Adam's state of every parameter as the full computation leaves it (heads: same step count and moments)
+    # Adam's state of every parameter as the full computation leaves it (heads: same step count and moments).
+    # A parameter that never had a gradient keeps a step count alone: the full run's moments are zeros there
+    params_a = list(net_a.parameters())
+    counted = [p for p in params_a if set(opt_a.state[p]) == {"step"}]
+    loop._materialise_moments(opt_a, params_a)
     for (name, param_a), param_b in zip(net_a.named_parameters(), net_b.parameters()):
         moments_a, moments_b = opt_a.state[param_a], opt_b.state[param_b]
+        if any(param_a is p for p in counted):
+            assert not any(torch.any(v) for k, v in moments_b.items() if k != "step"), name
         assert moments_a.keys() == moments_b.keys(), name
         for key in moments_a:
             exact = name.startswith("classifier_") or key == "step"
@@ -75,6 +82,8 @@ def test_stage1_without_heads_ends_like_the_full_computation(rhemo_loader):
     task = loop.RHemoTask(alpha=1.0, beta=0.0, beta_class=1.0, beta_vad=1.0)
     fast = train_epochs(task, rhemo_loader, 2, skip_idle_heads=True)
     full = train_epochs(task, rhemo_loader, 2, skip_idle_heads=False)
+    heads_state = [fast[1].state[p] for name, p in fast[0].named_parameters() if name.startswith("classifier_")]
+    assert heads_state and all(set(state) == {"step"} for state in heads_state)  # no zero moments kept
     assert_same_training(fast, full)
     steps = 2 * len(rhemo_loader)
     assert all(float(fast[1].state[p]["step"]) == steps for p in fast[0].parameters())
@@ -94,6 +103,31 @@ def test_holes_epochs_skip_the_heads_and_keep_their_momentum(rhemo_loader):
     after_two = train_epochs(task, rhemo_loader, 2, skip_idle_heads=True)[0]
     moved = [not torch.equal(v, after_two.state_dict()[k]) for k, v in heads(fast[0].state_dict()).items()]
     assert any(moved)
+
+
+@pytest.mark.parametrize("implementation", ["default", "foreach", "fused", "float64"])
+def test_a_step_count_alone_becomes_the_state_adam_itself_creates(implementation, monkeypatch):
+    """A parameter kept out of every step so far (state: its step count alone) gets, before its first gradient,
+    exactly the state torch's Adam creates at a first step: keys, dtypes, devices, strides and zero values."""
+    if implementation == "float64":
+        monkeypatch.setattr(torch, "get_default_dtype", lambda: torch.float64)
+    options = {"foreach": {"foreach": True}, "fused": {"fused": True}}.get(implementation, {"foreach": False})
+    reference, parked = (nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last) for _ in range(2))
+    adam = torch.optim.Adam(reference.parameters(), lr=1e-3, amsgrad=True, **options)
+    for p in reference.parameters():
+        p.grad = torch.zeros_like(p)
+    adam.step()  # Adam's own state after one zero-gradient step
+    optimizer = torch.optim.Adam(parked.parameters(), lr=1e-3, amsgrad=True, **options)
+    for p in parked.parameters():
+        optimizer.state[p]["step"] = loop._adam_step(optimizer, p, 1.0)
+    loop._materialise_moments(optimizer, parked.parameters())
+    for mine, theirs in zip(parked.parameters(), reference.parameters()):
+        created, expected = optimizer.state[mine], adam.state[theirs]
+        assert created.keys() == expected.keys()
+        for key, value in expected.items():
+            assert (created[key].dtype, created[key].device, created[key].stride()) == \
+                (value.dtype, value.device, value.stride()), key
+            assert torch.equal(created[key], value), key
 
 
 def test_weight_decay_keeps_the_full_computation(rhemo_loader):
@@ -289,19 +323,48 @@ def test_a_loader_batch_is_one_read_equal_to_the_rows_normalised(tmp_path):
     assert item["x"].shape == (1, 512, 128) and int(item["target"]) == 1 and int(item["group"]) == 15
 
 
-def test_zero_adam_moments_are_stored_compactly_and_restored_exactly():
+def test_a_last_pt_of_earlier_versions_with_compact_zero_moments_still_resumes():
+    """Earlier versions wrote all-zero Adam moments to last.pt as {'zeros': shape, 'dtype': name}."""
     net = nn.Linear(5, 3)
     optimizer = loop.make_optimizer(list(net.parameters()), 1e-3, 0.0)
     net.weight.grad, net.bias.grad = torch.ones_like(net.weight), torch.zeros_like(net.bias)
     optimizer.step()  # the weight gets moments, the bias a zero gradient: all-zero moments
     saved = optimizer.state_dict()
-    compact = loop._compact_zeros(saved)
-    assert compact["state"][1]["exp_avg"] == {"zeros": [3], "dtype": "float32"}
-    assert torch.equal(compact["state"][0]["exp_avg"], saved["state"][0]["exp_avg"])
-    restored = loop._expand_zeros(compact)
+    legacy = {**saved, "state": {0: saved["state"][0], 1: {"step": saved["state"][1]["step"],
+                                                            "exp_avg": {"zeros": [3], "dtype": "float32"},
+                                                            "exp_avg_sq": {"zeros": [3], "dtype": "float32"}}}}
+    restored = resume.expand_zeros(legacy)
     for index in saved["state"]:
         for key, value in saved["state"][index].items():
             assert torch.equal(restored["state"][index][key], value), (index, key)
     other = loop.make_optimizer(list(nn.Linear(5, 3).parameters()), 1e-3, 0.0)
     other.load_state_dict(restored)
     assert torch.equal(other.state_dict()["state"][1]["exp_avg_sq"], torch.zeros(3))
+
+
+@pytest.mark.parametrize("holes", [0, 2])
+def test_rhemo_resumed_across_idle_and_active_heads_ends_like_the_uninterrupted_run(tmp_path, after_epoch, holes):
+    """Stage 1 (heads idle all along: their Adam state is a step count in last.pt) and emo_loss_holes 2 (idle
+    in epochs 1 and 3, trained in 2 and 4): Ctrl-C after epoch 1, re-run: the same metrics and checkpoint."""
+    store = make_store(tmp_path / "store", FOUR * 3)
+    base = dict(num_epochs=4, loss_beta=0.01 if holes else 0.0, emo_loss_holes=holes, label_view="complete")
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    assert run_script("training_RHemo.py", rhemo_config(store, reference, **base), tmp_path) == 0
+
+    def interrupt(epoch: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    after_epoch[:] = [interrupt]
+    cfg = rhemo_config(store, resumed, **base)
+    assert run_script("training_RHemo.py", cfg, tmp_path) == 130
+    saved = ckpt.load_checkpoint(resumed / "last.pt")
+    names = [k for k, _ in create_model("simple_autoencoder_2_vad", hidden_size=8).named_parameters()]
+    head_states = [saved["optimizer"]["state"][i] for i, name in enumerate(names) if name.startswith("classifier_")]
+    assert saved["epoch"] == 1 and head_states and all(set(state) == {"step"} for state in head_states)
+    after_epoch[:] = []
+    assert run_script("training_RHemo.py", cfg, tmp_path) == 0
+    for split in ("train", "val", "test"):
+        assert read_metrics(resumed)[split] == read_metrics(reference)[split]
+    weights = [ckpt.load_checkpoint(folder / "checkpoint.pt")["state_dict"] for folder in (reference, resumed)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

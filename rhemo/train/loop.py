@@ -11,7 +11,8 @@ A *task* says what one batch means (:class:`SERTask`: cross-entropy and classifi
   (``loss_averaging``); early stopping follows ``early_stopping_rule`` (the authors' window rule or our
   ``patience`` epochs without improvement), see :mod:`rhemo.train.protocol`;
 * ``last.pt`` (model, optimiser, history, RNG states) is rewritten atomically after every epoch; the best
-  weights, when they are not the current ones, are in ``best.pt`` (written once per best epoch).
+  weights, when they are not the current ones, are in ``best.pt`` (written once per best epoch). The files of
+  an epoch are written from CPU copies while the next epoch trains (:mod:`rhemo.train.resume`).
   Re-running the same command after a crash or Ctrl-C resumes after the last finished epoch. The randomness of
   an epoch (batch order, dropout) is re-seeded from (seed, epoch, rank), so a resumed run gives exactly the
   metrics of an uninterrupted one;
@@ -31,7 +32,7 @@ import random
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -43,11 +44,11 @@ from rhemo.atomic import atomic_path, write_json
 from rhemo.data.store import StoreError
 from rhemo.errors import DataError
 from rhemo.train import config, losses, metrics, protocol, runfolder
-from rhemo.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, TrainedCheckpoint, load_checkpoint, \
-    save_checkpoint
+from rhemo.train.checkpoint import CheckpointError, TrainedCheckpoint, load_checkpoint
 from rhemo.train.config import ConfigError
 from rhemo.train.embeddings import checkpoint_weights
-from rhemo.train.runfolder import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LAST_FILE, LOG_FILE, METRICS_FILE
+from rhemo.train.resume import FitState, RunSaver, load_resume
+from rhemo.train.runfolder import BEST_FILE, CONFIG_FILE, LAST_FILE, LOG_FILE, METRICS_FILE
 from rhemo.train.runtime import DeviceError, Runtime, all_gather_rows, all_reduce_sum, barrier, cleanup, \
     epoch_seed, get_world_size, is_distributed, is_main_process
 from rhemo.train.tensorboard_log import TensorBoardLog
@@ -71,9 +72,11 @@ RESUME_FREE_KEYS = frozenset({"num_epochs", "early_stopping", "patience", "num_w
 class Speedups:
     """Switches of the engine's exact speed-ups (all on by default; the training bench turns them off to
     measure them): ``skip_idle_heads`` runs RH-emo without its heads when the emotion terms weigh 0,
-    ``fast_adam`` uses the fused (else foreach) Adam."""
+    ``fast_adam`` uses the fused (else foreach) Adam, ``background_writes`` writes the checkpoints of an epoch
+    while the next one trains (:mod:`rhemo.train.resume`)."""
     skip_idle_heads: bool = True
     fast_adam: bool = True
+    background_writes: bool = True
 
 
 SPEEDUPS = Speedups()
@@ -358,9 +361,10 @@ class _ParkedParameters:
     With a zero gradient (and no weight decay) Adam decays exp_avg/exp_avg_sq, advances ``step`` and moves the
     parameter by lr·m̂/(√v̂ + eps), which is exactly 0 while exp_avg is 0. So when their moments are all zero
     (never trained, e.g. stage 1) they get no gradient during the pass (Adam skips them) and :meth:`finish` adds
-    the pass's steps to their step count (the first time, one zero-gradient Adam step over them alone creates
-    their state as Adam does). Otherwise (momentum from earlier epochs, e.g. an emo_loss_holes epoch of stage 2)
-    they get an explicit zero gradient before every step: Adam then moves them exactly as in the full
+    the pass's steps to their step count; a parameter that never had a gradient keeps its state as that count
+    alone (no ~1 GB of zero moments for RH-emo's heads), and :func:`_materialise_moments` gives it Adam's zero
+    moments before it first gets one. Otherwise (momentum from earlier epochs, e.g. an emo_loss_holes epoch of
+    stage 2) they get an explicit zero gradient before every step: Adam then moves them exactly as in the full
     computation, and only their forward and backward passes are saved.
     """
 
@@ -378,16 +382,38 @@ class _ParkedParameters:
     def finish(self) -> None:
         if not self.deferred or self.steps == 0:
             return
-        pending = self.steps
-        if any(not self.optimizer.state.get(param) for param in self.params):  # Adam creates the state
-            self.optimizer.zero_grad(set_to_none=True)
-            for param in self.params:
-                param.grad = torch.zeros_like(param)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            pending -= 1
         for param in self.params:
-            self.optimizer.state[param]["step"] += pending
+            state = self.optimizer.state[param]
+            if "step" not in state:
+                state["step"] = _adam_step(self.optimizer, param, 0.0)
+            state["step"] += self.steps
+
+
+def _adam_group(optimizer: torch.optim.Optimizer, param: nn.Parameter) -> dict:
+    return next(group for group in optimizer.param_groups if any(p is param for p in group["params"]))
+
+
+def _adam_step(optimizer: torch.optim.Optimizer, param: nn.Parameter, value: float) -> torch.Tensor:
+    """A ``step`` entry as torch's Adam creates it: on the parameter's device for the fused and capturable
+    implementations, else a CPU scalar; float64 only when that is the default dtype (never when fused)."""
+    group = _adam_group(optimizer, param)
+    wide = torch.get_default_dtype() == torch.float64 and not group.get("fused")
+    on_device = group.get("fused") or group.get("capturable")
+    return torch.tensor(value, dtype=torch.float64 if wide else torch.float32,
+                        device=param.device if on_device else "cpu")
+
+
+def _materialise_moments(optimizer: torch.optim.Optimizer, params: Iterable[nn.Parameter]) -> None:
+    """Give each of ``params`` whose Adam state is a step count alone (see :class:`_ParkedParameters`) the zero
+    moments Adam creates at a parameter's first step, keeping the count."""
+    for param in params:
+        state = optimizer.state.get(param)
+        if state is None or set(state) != {"step"}:
+            continue
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        if _adam_group(optimizer, param).get("amsgrad"):
+            state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
 
 def _zero_moments(state: dict) -> bool:
@@ -455,6 +481,10 @@ def run_pass(model: nn.Module, task: Task, loader, device: torch.device, *, opti
     count = 0
     idle = _idle_parameters(model, task, epoch, optimizer)
     parked = _ParkedParameters(optimizer, idle) if training and idle else None
+    if training:
+        deferred = {id(p) for p in idle} if parked is not None and parked.deferred else set()
+        _materialise_moments(optimizer, (p for group in optimizer.param_groups for p in group["params"]
+                                         if id(p) not in deferred))
     with nullcontext() if training else torch.inference_mode():
         for batch in _progress(loader, desc):
             batch = _to_device(batch, device, channels_last)
@@ -630,28 +660,6 @@ class _EpochLog:
 
 
 # ------------------------------------------------------------------------------------------------- fit
-@dataclass
-class FitState:
-    """Progress of a training run (what ``last.pt`` stores besides the model and optimiser).
-
-    ``epochs``: epochs finished; ``history``: one flat dict of numbers per epoch (the rows of log.csv);
-    ``best_*``: the best validation epoch (1-based) and its metric and weights (CPU copies); ``stopped``:
-    early stopping fired; ``seconds``: training time, summed over resumptions.
-    """
-    epochs: int = 0
-    history: list[dict] = field(default_factory=list)
-    best_metric: float | None = None
-    best_epoch: int = 0
-    best_state: dict[str, torch.Tensor] | None = None
-    bad_epochs: int = 0
-    stopped: bool = False
-    seconds: float = 0.0
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
 def _scalars(prefix: str, values: dict[str, Any]) -> dict[str, float]:
     return {f"{prefix}_{k}": float(v) for k, v in values.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -684,106 +692,6 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return value < best if mode == "min" else value > best
 
 
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                      "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def _config_differences(saved: dict, cfg: dict) -> list[str]:
-    keys = (set(saved) | set(cfg)) - RESUME_FREE_KEYS
-    return sorted(k for k in keys if saved.get(k) != cfg.get(k))
-
-
-def _load_resume(path: Path, cfg: dict, model: nn.Module, optimizer: torch.optim.Optimizer) -> FitState | None:
-    """Restore model/optimiser from ``last.pt`` when it belongs to this config; None to start afresh."""
-    if not path.exists():
-        return None
-    saved = load_checkpoint(path, map_location="cpu")
-    differences = _config_differences(saved.get("config", {}), cfg)
-    if differences:
-        if is_main_process():
-            print(f"{path} was written with a different config ({', '.join(differences)} differ): starting "
-                  f"from scratch", flush=True)
-        return None
-    best_state = _saved_best_state(path.parent, saved)
-    if best_state is False:
-        if is_main_process():
-            print(f"{path.parent / BEST_FILE} does not hold the best epoch {saved['best_epoch']} that {path} refers "
-                  f"to: starting from scratch", flush=True)
-        return None
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(_expand_zeros(saved["optimizer"]))
-    state = FitState(epochs=int(saved["epoch"]), history=list(saved["history"]), best_metric=saved["best_metric"],
-                     best_epoch=int(saved["best_epoch"]), best_state=best_state,
-                     bad_epochs=int(saved["bad_epochs"]), stopped=bool(saved["stopped"]),
-                     seconds=float(saved["seconds"]))
-    if is_main_process():
-        print(f"resuming from {path}: {state.epochs} epoch(s) done, best epoch {state.best_epoch}", flush=True)
-    return state
-
-
-def _compact_zeros(optimizer_state: dict) -> dict:
-    """The optimiser state with every all-zero moment tensor replaced by its shape and dtype: the Adam moments of
-    parameters that never had a gradient (RH-emo's heads in stage 1, ~1 GB at paper size) cost nothing in last.pt."""
-    def compact(value):
-        if isinstance(value, torch.Tensor) and value.dim() > 0 and not torch.any(value):
-            return {"zeros": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
-        return value
-    state = {index: {key: compact(value) for key, value in entry.items()}
-             for index, entry in optimizer_state["state"].items()}
-    return {**optimizer_state, "state": state}
-
-
-def _expand_zeros(optimizer_state: dict) -> dict:
-    """Inverse of :func:`_compact_zeros`."""
-    def expand(value):
-        if isinstance(value, dict) and set(value) == {"zeros", "dtype"}:
-            return torch.zeros(value["zeros"], dtype=getattr(torch, value["dtype"]))
-        return value
-    state = {index: {key: expand(value) for key, value in entry.items()}
-             for index, entry in optimizer_state["state"].items()}
-    return {**optimizer_state, "state": state}
-
-
-def _saved_best_state(folder: Path, saved: dict) -> dict | None | bool:
-    """The best weights a ``last.pt`` refers to (see :func:`_save_resume`); False when best.pt is not theirs."""
-    where = saved.get("best_in")
-    if where == "model":
-        return saved["model"]
-    if where == BEST_FILE:
-        best = load_checkpoint(folder / BEST_FILE, map_location="cpu") if (folder / BEST_FILE).exists() else {}
-        return best["state_dict"] if best.get("epoch") == saved["best_epoch"] else False
-    return saved["best_state_dict"]
-
-
-def _save_resume(out: Path, cfg: dict, model: nn.Module, optimizer: torch.optim.Optimizer, state: FitState,
-                 best_on_disk: int) -> int:
-    """Write ``last.pt``; returns the epoch whose weights ``best.pt`` now holds.
-
-    The best weights are not copied into every last.pt (one more model, ~0.5 GB for RH-emo at paper size): on
-    an improving epoch they are the model's own weights (``best_in`` 'model'); otherwise ``best.pt`` holds them,
-    written once per best epoch, before the last.pt that refers to it.
-    """
-    where = None
-    if state.best_state is not None:
-        where = "model" if state.best_epoch == state.epochs else BEST_FILE
-    if where == BEST_FILE and best_on_disk != state.best_epoch:
-        save_checkpoint(out / BEST_FILE, {"format": CHECKPOINT_FORMAT, "kind": "best", "epoch": state.best_epoch,
-                                          "state_dict": state.best_state})
-        best_on_disk = state.best_epoch
-    save_checkpoint(out / LAST_FILE, {
-        "format": CHECKPOINT_FORMAT, "kind": "resume", "config": cfg,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},  # written now: no copy needed
-        "optimizer": _compact_zeros(optimizer.state_dict()), "epoch": state.epochs, "history": state.history,
-        "best_metric": state.best_metric, "best_epoch": state.best_epoch, "best_in": where,
-        "best_state_dict": None, "bad_epochs": state.bad_epochs, "stopped": state.stopped,
-        "seconds": state.seconds, "rng": _rng_state()})
-    return best_on_disk
-
-
 def _epoch_line(epoch: int, num_epochs: int, train: dict, val: dict, keys: list[str], seconds: float,
                 best: bool) -> str:
     def part(values: dict) -> str:
@@ -801,6 +709,13 @@ def _configure_backends(cfg: dict, device: torch.device, is_main: bool) -> None:
         print(f"amp: {device} has no native bf16, running in float32", flush=True)
 
 
+def _checkpoint_is_model(net: nn.Module) -> bool:
+    """Whether checkpoint.pt stores ``net``'s own state dict (RH-emo), so last.pt can refer to it."""
+    weights, own = checkpoint_weights(net)[0], net.state_dict()
+    return weights.keys() == own.keys() and all(
+        weights[k].data_ptr() == own[k].data_ptr() and weights[k].shape == own[k].shape for k in own)
+
+
 class Training:
     """One call of :func:`fit`: the optimiser, the resumed :class:`FitState`, the logs, and :meth:`run_epoch`."""
 
@@ -813,17 +728,18 @@ class Training:
         self.show_keys, self.epoch_callback = show_keys, epoch_callback
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(params, cfg["learning_rate"], cfg["regularization_lambda"])
-        self.state = _load_resume(out / LAST_FILE, cfg, self.net, self.optimizer) or FitState()
+        self.state = load_resume(out / LAST_FILE, cfg, RESUME_FREE_KEYS, self.net, self.optimizer) or FitState()
         state = self.state
-        self.best_on_disk = state.best_epoch if state.best_epoch != state.epochs else 0  # what best.pt holds
+        self.saver = RunSaver(out, state, background=SPEEDUPS.background_writes,
+                              checkpoint_is_model=_checkpoint_is_model(self.net))
         self.log = _EpochLog(out / LOG_FILE, state.history)
         self.board = TensorBoardLog(out, cfg.get("tensorboard", False) and is_main_process())
         self.run_kwargs = {"amp": cfg["amp"], "channels_last": cfg["channels_last"]}
         _configure_backends(cfg, runtime.device, is_main_process())
-        self.saved_epochs = state.epochs  # what last.pt vouches for
 
     def run_epoch(self) -> None:
-        """Train and validate one epoch, keep it if best, write last.pt, log.csv and the epoch line."""
+        """Train and validate one epoch; write checkpoint.pt if best, and last.pt (in the background, see
+        :mod:`rhemo.train.resume`); log.csv and the epoch line."""
         state, cfg = self.state, self.cfg
         epoch = state.epochs  # 0-based index of the epoch about to run
         started = time.perf_counter()
@@ -832,19 +748,18 @@ class Training:
         best = _improved(monitored, state.best_metric, self.task.mode)
         state.epochs = epoch + 1
         if best:
-            self._keep_best(monitored)
+            state.best_metric, state.best_epoch, state.bad_epochs = monitored, state.epochs, 0
         else:
             state.bad_epochs += 1
         extra_columns, extra_line = self.epoch_callback(self.net, train, val) if self.epoch_callback else ({}, None)
+        self.saver.wait()  # the time the previous epoch's writes still take counts in this epoch's
         seconds = time.perf_counter() - started
         state.seconds += seconds
         state.history.append({"epoch": epoch + 1, **_scalars("train", train), **_scalars("val", val),
                               "lr": self.optimizer.param_groups[0]["lr"], **extra_columns,
                               "seconds": round(seconds, 3)})
         state.stopped = should_stop(state, monitor_key, self.task.mode, cfg)
-        if is_main_process():
-            self.best_on_disk = _save_resume(self.out, cfg, self.net, self.optimizer, state, self.best_on_disk)
-        self.saved_epochs = state.epochs
+        self.saver.save_epoch(self.net, self.optimizer, state, cfg, self._checkpoint(monitored) if best else None)
         if is_main_process():
             self._report(train, val, seconds, best, extra_line, monitor_key)
 
@@ -862,21 +777,19 @@ class Training:
             train = run_pass(self.model, self.task, self.train_loader, device, optimizer=self.optimizer,
                              epoch=epoch, desc=f"epoch {epoch + 1} train", **self.run_kwargs)
         except NonFiniteLoss as exc:
+            self.saver.wait(quiet=True)
             raise TrainingDiverged(_divergence_message(exc.value, epoch + 1, cfg, self.out / LAST_FILE,
-                                                       self.saved_epochs)) from None
+                                                       self.saver.saved_epochs)) from None
         val = evaluate(self.net, self.task, self.val_loader, device, desc=f"epoch {epoch + 1} val",
                        batch_mean_rows=cfg["batch_size"], **self.run_kwargs)
         return train, val
 
-    def _keep_best(self, monitored: float) -> None:
-        """The epoch just run is the best: keep its weights and (rank 0) write checkpoint.pt."""
-        state = self.state
-        state.best_metric, state.best_epoch, state.bad_epochs = monitored, state.epochs, 0
-        state.best_state = _cpu_state(self.net)
-        if is_main_process():
-            weights, rhemo = checkpoint_weights(self.net)
-            trained = self.checkpoint.completed(weights, state.epochs, monitored, self.cfg, rhemo=rhemo)
-            save_checkpoint(self.out / CHECKPOINT_FILE, trained.to_payload())
+    def _checkpoint(self, monitored: float) -> tuple[dict[str, torch.Tensor], Callable[[dict], dict]]:
+        """What checkpoint.pt stores of this best epoch: (its live weights, their copies → the payload)."""
+        weights, rhemo = checkpoint_weights(self.net)
+        epochs, cfg = self.state.epochs, self.cfg
+        return weights, lambda copies: self.checkpoint.completed(copies, epochs, monitored, cfg,
+                                                                 rhemo=rhemo).to_payload()
 
     def _report(self, train: dict, val: dict, seconds: float, best: bool, extra_line: str | None,
                 monitor_key: str) -> None:
@@ -910,8 +823,9 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
         show_keys: metric names printed in the one-line epoch summary.
         epoch_callback: optional ``(unwrapped model, train metrics, val metrics) → (extra numeric log.csv
             columns, line printed after the epoch summary or None)``, called after each validation pass.
-        after_epoch: optional ``hook(epoch)`` (1-based) called after each finished epoch, once ``last.pt`` is
-            on disk (the bench times epochs with it; tests interrupt a run at a chosen epoch).
+        after_epoch: optional ``hook(epoch)`` (1-based) called after each finished epoch, once its files are
+            being written (the bench times epochs with it; tests interrupt a run at a chosen epoch: a Ctrl-C
+            raised from it waits for them).
 
     Raises:
         TrainingInterrupted: on Ctrl-C (``last.pt`` holds the last finished epoch).
@@ -921,16 +835,22 @@ def fit(model: nn.Module, task: Task, train_loader, val_loader, *, cfg: dict, ru
     training = Training(model, task, train_loader, val_loader, cfg, runtime, out, checkpoint, show_keys,
                         epoch_callback)
     state = training.state
+    saver = training.saver
     try:
         while not state.stopped and state.epochs < cfg["num_epochs"]:
             training.run_epoch()
             if after_epoch is not None:
                 after_epoch(state.epochs)
+        saver.wait()
     except KeyboardInterrupt:
+        saver.wait()
         if is_main_process():
-            print(f"\ninterrupted: {out / LAST_FILE} holds {training.saved_epochs} finished epoch(s); run the same "
+            print(f"\ninterrupted: {out / LAST_FILE} holds {saver.saved_epochs} finished epoch(s); run the same "
                   f"command again to resume", flush=True)
-        raise TrainingInterrupted(f"training interrupted after {training.saved_epochs} saved epoch(s)") from None
+        raise TrainingInterrupted(f"training interrupted after {saver.saved_epochs} saved epoch(s)") from None
+    except BaseException:
+        saver.wait(quiet=True)  # the files of the finished epochs are kept; the error raised is the first one
+        raise
     finally:
         training.board.close()
     if state.best_state is None:
