@@ -100,7 +100,8 @@ def train(cfg: dict, process: runtime.Runtime, force: bool = False) -> None:
                     "classifier_dropout": cfg["model_classifier_dropout"],
                     "num_classes": max(AUTHORS_CLASSES, len(data.label_names))}
     net, monitor = build_rhemo(cfg, model_kwargs, datasets, process)
-    model = loop.place_model(net, process, cfg["channels_last"], cfg["sync_batchnorm"])
+    model = loop.place_model(net, process, loop.use_channels_last(cfg, process.device),
+                             cfg["sync_batchnorm"])
     recipe.announce(f"RH-emo {model_kwargs}: {count_parameters(net):,} trainable parameters; splits "
                     f"{data.selection.sizes()} segments; {process.world_size} process(es) on {process.device}")
     checkpoint = data.checkpoint(cfg, RHEMO_MODEL, model_kwargs, provenance=origin)

@@ -135,7 +135,8 @@ def train(cfg: dict, process: runtime.Runtime, force: bool = False) -> None:
     if cfg["load_pretrained"]:
         load_backbone(net, model_name, cfg["load_pretrained"])
     ser = embeddings.SERModel(net, frontend)
-    model = loop.place_model(ser, process, cfg["channels_last"], cfg["sync_batchnorm"])
+    model = loop.place_model(ser, process, loop.use_channels_last(cfg, process.device),
+                             cfg["sync_batchnorm"])
     recipe.announce(f"{model_name} {model_kwargs}: {count_parameters(net):,} trainable parameters; input: "
                     f"{input_desc}; splits {data.selection.sizes()} segments; {process.world_size} "
                     f"process(es) on {process.device}")

@@ -9,18 +9,20 @@ variant) then runs in its own fresh process, with --threads torch threads (defau
 size (RH-emo 50, SER 20) and learning rate:
 
 * ``engine``: the engine as it is (``loop.fit``: training pass, validation, checkpoint.pt, last.pt/best.pt).
-  RH-emo stage 1 runs without its heads (the emotion terms weigh 0, their Adam state a step count), Adam is
-  fused, evaluation runs under inference_mode at eval_batch_size, checkpoints are written in the background
-  while the next epoch trains, quaternion SER nets read cached embeddings;
-* ``off``: the same ``loop.fit`` with every switchable optimisation off: full heads, default Adam, evaluation
-  at the training batch size, checkpoints written before the next epoch starts, quaternion SER nets
-  recomputing the frozen RH-emo embeddings of every batch;
+  RH-emo runs in the channels_last memory format (its default on the CPU), stage 1 without its heads (the
+  emotion terms weigh 0, their Adam state a step count), Adam is fused, evaluation runs under inference_mode
+  at eval_batch_size, checkpoints are written in the background while the next epoch trains (RH-emo's last.pt
+  referring to checkpoint.pt for the weights it holds), quaternion SER nets read cached embeddings;
+* ``off``: the same ``loop.fit`` with every switchable optimisation off: contiguous tensors, full heads,
+  default Adam, evaluation at the training batch size, checkpoints written before the next epoch starts (each
+  file with its own copy of the weights), quaternion SER nets recomputing the frozen RH-emo embeddings of
+  every batch;
 * ``authors``: (RH-emo only) a RE-CREATION of the authors' ``training_RHemo.py`` loop from its specification
   (reference §3 and §4.2; their code is not available here): default Adam, per batch zero_grad / forward /
   emo_loss_vad with its 12 per-batch Python floats / backward / step, the heads always computed, data as
   in-RAM tensors, validation every epoch, ``torch.save`` of the state_dict when the validation total improves;
-* ``channels_last``: (RH-emo only) the engine with ``channels_last: true`` (a config switch, off by default
-  because it changes float rounding): its ratio is what that memory format buys the tiny-channel convolutions;
+* ``contiguous``: (RH-emo only) the engine with ``channels_last: false``: its ratio is what that memory
+  format buys the thin convolutions;
 * ``recompute``: (quaternion SER nets only) the engine, but the frozen RH-emo embeddings are recomputed for
   every batch instead of read from the cache: its ratio is what the cache alone buys.
 
@@ -133,7 +135,7 @@ def _engine_setup(spec: dict, cfg: dict):
             else:
                 frontend = embeddings.RHemoEncoder(rhemo)
         model = embeddings.SERModel(net, frontend)
-    model = loop.place_model(model, process, cfg["channels_last"])  # as the scripts place it
+    model = loop.place_model(model, process, loop.use_channels_last(cfg, process.device))  # as the scripts do
     datasets = loaders.make_datasets(array, selection, ds_norm)
     train_loader = loaders.make_train_loader(datasets["train"], cfg["batch_size"], cfg["seed"], process)
     val_loader = loaders.make_eval_loader(datasets["val"], loaders.eval_batch_size(cfg), process)
@@ -144,15 +146,16 @@ def _engine_setup(spec: dict, cfg: dict):
 
 
 def measure_engine(spec: dict) -> dict:
-    """``engine`` / ``off`` / ``channels_last``: loop.fit for spec['epochs'] epochs plus a step timing on a
+    """``engine`` / ``off`` / ``contiguous``: loop.fit for spec['epochs'] epochs plus a step timing on a
     resident batch."""
     from models.registry import count_parameters
     from rhemo.train import config, loop, resume, runfolder, runtime
 
     off = spec["variant"] == "off"
-    if spec["variant"] == "channels_last":
-        spec = {**spec, "overrides": {**spec["overrides"], "channels_last": True}}
-    loop.SPEEDUPS.skip_idle_heads = loop.SPEEDUPS.fast_adam = loop.SPEEDUPS.background_writes = not off
+    if spec["variant"] in ("off", "contiguous"):
+        spec = {**spec, "overrides": {**spec["overrides"], "channels_last": False}}
+    for switch in ("skip_idle_heads", "fast_adam", "background_writes", "single_copy"):
+        setattr(loop.SPEEDUPS, switch, not off)
     params = {"store_path": spec["store"], "model_hidden_size": spec["hidden"], "num_epochs": spec["epochs"],
               "early_stopping": False, "use_cuda": False, **spec["overrides"]}
     if spec["script"] == "ser":
@@ -199,7 +202,8 @@ def _step_time(run_pass, model, task, loader, steps: int, cfg: dict) -> float:
                                     cfg["regularization_lambda"])
     batch = next(iter(loader))
     model.train()
-    kwargs = {"optimizer": optimizer, "epoch": 0, "channels_last": cfg["channels_last"]}
+    kwargs = {"optimizer": optimizer, "epoch": 0,
+              "channels_last": loop.use_channels_last(cfg, torch.device("cpu"))}
     run_pass(model, task, [batch], torch.device("cpu"), **kwargs)  # allocator, Adam state
     times = []
     for _ in range(steps):  # one pass over several batches: per-pass work (metrics, head state) spread as in an epoch
@@ -374,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in names:
         label, script, overrides = NETS[name]
-        variants = {"rhemo": ("engine", "off", "authors", "channels_last"), "ser": ("engine", "off")}[script]
+        variants = {"rhemo": ("engine", "off", "authors", "contiguous"), "ser": ("engine", "off")}[script]
         if overrides.get("model_quat"):
             variants += ("recompute",)
         rows = {}

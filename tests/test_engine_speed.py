@@ -4,6 +4,7 @@ taken only where they apply."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import numpy as np
@@ -155,6 +156,31 @@ def test_validation_of_untrained_heads_reports_accuracy_as_not_applicable(rhemo_
         assert math.isnan(lean[key]) and math.isfinite(full[key]), key
     stage2 = loop.RHemoTask(alpha=1.0, beta=0.01, beta_class=1.0, beta_vad=100.0, holes=2)
     assert math.isfinite(loop.evaluate(net, stage2, rhemo_loader, CPU.device)["acc"])  # configured beta > 0
+
+
+@pytest.mark.parametrize("value, device, expected", [(None, "cpu", True), (None, "cuda", False),
+                                                     (False, "cpu", False), (True, "cuda", True)])
+def test_channels_last_null_means_on_the_cpu_only(value, device, expected):
+    assert loop.use_channels_last({"channels_last": value}, torch.device(device)) is expected
+
+
+@pytest.mark.parametrize("script, config, layout", [("training_RHemo.py", rhemo_config, True),
+                                                    ("training_SER.py", ser_config, False)])
+def test_rhemo_trains_channels_last_on_the_cpu_by_default_and_ser_does_not(tmp_path, monkeypatch, script, config,
+                                                                          layout):
+    store = make_store(tmp_path / "store", FOUR * 3)
+    seen = []
+    real = loop.place_model
+
+    def place(net, runtime, channels_last=False, *args):
+        seen.append(channels_last)
+        return real(net, runtime, channels_last, *args)
+
+    monkeypatch.setattr(loop, "place_model", place)
+    assert run_script(script, config(store, tmp_path / "run", num_epochs=1), tmp_path) == 0
+    assert seen == [layout]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["channels_last"]
+    assert saved is (None if layout else False)  # the key as configured: the device decides at run time
 
 
 def test_channels_last_rhemo_step_matches_the_contiguous_one(rhemo_loader):

@@ -123,7 +123,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in [
          "says so.", minimum=0),
     _opt("use_cuda", "bool", True, "Use CUDA when it is available."),
     _opt("amp", "bool", False, "bfloat16 autocast for the forward pass."),
-    _opt("channels_last", "bool", False, "channels_last memory format for the convolutional nets."),
+    _opt("channels_last", "bool", {"rhemo": None, "ser": False}, "channels_last memory format for the "
+         "convolutional nets. null (RH-emo's default): on when the run is on the CPU, where it makes RH-emo's "
+         "thin convolutions about 1.5x faster (bench/bench_training.py), off on CUDA; it changes only the float "
+         "rounding.", nullable=True),
     # speed and GPU options (issue 14)
     _opt("eval_batch_size", "int", None, "Batch size of the evaluation passes (validation, final metrics; no "
          "gradients are kept, so a larger batch fits). null: 2 x batch_size.", nullable=True, minimum=1),

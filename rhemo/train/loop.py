@@ -58,7 +58,7 @@ from rhemo.train.weights import WeightsError
 INPUT_ERRORS = (ConfigError, StoreError, DataError, CheckpointError, WeightsError, DeviceError)
 
 __all__ = ["Task", "SERTask", "RHemoTask", "FitState", "TrainingInterrupted", "TrainingDiverged",
-           "run_guarded", "unwrap", "Training",
+           "run_guarded", "unwrap", "Training", "use_channels_last",
            "place_model", "run_pass", "evaluate", "evaluate_splits", "fit", "prepare_output_dir", "write_metrics",
            "RESUME_FREE_KEYS", "SPEEDUPS", "Speedups", "make_optimizer", "bf16_supported"]
 
@@ -73,10 +73,12 @@ class Speedups:
     """Switches of the engine's exact speed-ups (all on by default; the training bench turns them off to
     measure them): ``skip_idle_heads`` runs RH-emo without its heads when the emotion terms weigh 0,
     ``fast_adam`` uses the fused (else foreach) Adam, ``background_writes`` writes the checkpoints of an epoch
-    while the next one trains (:mod:`rhemo.train.resume`)."""
+    while the next one trains, ``single_copy`` lets RH-emo's last.pt refer to checkpoint.pt for the weights it
+    holds (:mod:`rhemo.train.resume`)."""
     skip_idle_heads: bool = True
     fast_adam: bool = True
     background_writes: bool = True
+    single_copy: bool = True
 
 
 SPEEDUPS = Speedups()
@@ -134,6 +136,12 @@ def run_guarded(train: Callable[[dict, Runtime], None], cfg: dict, runtime: Runt
 def unwrap(model: nn.Module) -> nn.Module:
     """The network inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def use_channels_last(cfg: dict, device: torch.device) -> bool:
+    """The ``channels_last`` key for a run on ``device``: null means on the CPU only (see the key's help)."""
+    value = cfg["channels_last"]
+    return device.type == "cpu" if value is None else bool(value)
 
 
 def place_model(net: nn.Module, runtime: Runtime, channels_last: bool = False,
@@ -555,7 +563,8 @@ def _share_of_global_batch(rows: int) -> float:
 
 def evaluate_splits(net: nn.Module, task: Task, loaders: dict, runtime: Runtime, cfg: dict) -> dict:
     """:func:`evaluate` on each named loader ({'train': ..., 'val': ..., 'test': ...}); an empty split gives {}."""
-    return {name: evaluate(net, task, loader, runtime.device, amp=cfg["amp"], channels_last=cfg["channels_last"],
+    channels_last = use_channels_last(cfg, runtime.device)
+    return {name: evaluate(net, task, loader, runtime.device, amp=cfg["amp"], channels_last=channels_last,
                            desc=f"final {name}", batch_mean_rows=cfg["batch_size"]) if len(loader.dataset) else {}
             for name, loader in loaders.items()}
 
@@ -731,10 +740,10 @@ class Training:
         self.state = load_resume(out / LAST_FILE, cfg, RESUME_FREE_KEYS, self.net, self.optimizer) or FitState()
         state = self.state
         self.saver = RunSaver(out, state, background=SPEEDUPS.background_writes,
-                              checkpoint_is_model=_checkpoint_is_model(self.net))
+                              checkpoint_is_model=SPEEDUPS.single_copy and _checkpoint_is_model(self.net))
         self.log = _EpochLog(out / LOG_FILE, state.history)
         self.board = TensorBoardLog(out, cfg.get("tensorboard", False) and is_main_process())
-        self.run_kwargs = {"amp": cfg["amp"], "channels_last": cfg["channels_last"]}
+        self.run_kwargs = {"amp": cfg["amp"], "channels_last": use_channels_last(cfg, runtime.device)}
         _configure_backends(cfg, runtime.device, is_main_process())
 
     def run_epoch(self) -> None:
