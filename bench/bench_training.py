@@ -1,6 +1,6 @@
 """Where training time goes, and what the engine's speed-ups buy: RH-emo stage 1 and 2 and every SER network.
 
-    .venv/bin/python bench/bench_training.py                 # paper sizes (hidden 4096), 3 epochs, 5 steps
+    .venv/bin/python bench/bench_training.py                 # paper sizes (hidden 4096), 5 epochs, 5 steps
     .venv/bin/python bench/bench_training.py --quick         # hidden 256, 40-utterance store, no real VGG/ResNet
     .venv/bin/python bench/bench_training.py --models stage1 stage2 --epochs 2 --json out.json
 
@@ -348,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="hidden 256, 40-utterance store, 2 epochs, 3 steps, "
                                                              "no real VGG16/ResNet-50")
     parser.add_argument("--hidden", type=int, default=None, help="classifier width (default 4096; quick: 256)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per run, median kept (default 3; quick 2)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs per run, median kept (default 5: the first epoch fills the copy buffers, the "
+                             "last waits for its own writes; quick 2)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per run, median kept (default 5)")
     parser.add_argument("--utterances", type=int, default=None, help="synthetic utterances (default 200)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     hidden = args.hidden or (256 if args.quick else 4096)
-    epochs = args.epochs or (2 if args.quick else 3)
+    epochs = args.epochs or (2 if args.quick else 5)
     steps = args.steps or (3 if args.quick else 5)
     utterances = args.utterances or (40 if args.quick else 200)
     names = args.models or [n for n in NETS if not (args.quick and n in HEAVY)]
