@@ -272,3 +272,24 @@ def test_a_last_pt_whose_weights_no_file_holds_starts_afresh(tmp_path, after_epo
     assert f"refers to the weights of epoch 1, which neither {out / 'checkpoint.pt'} nor" in printed
     assert "starting from scratch" in printed
     assert read_metrics(out)["test"] == read_metrics(reference)["test"]
+
+
+def test_a_checkpoint_pt_deleted_during_the_run_is_written_again(tmp_path, after_epoch, monkeypatch):
+    """Nothing to keep for the last.pt on disk: the next best epoch writes checkpoint.pt and the run finishes as
+    the reference."""
+    monkeypatch.setattr(loop.SPEEDUPS, "background_writes", False)
+    store = make_store(tmp_path / "store", FOUR * 3)
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    base = dict(num_epochs=3, learning_rate=0.1)
+    assert run_script("training_RHemo.py", rhemo_config(store, reference, **base), tmp_path) == 0
+    assert _best_epochs(reference)[:2] == [1, 2]
+
+    def delete(epoch: int) -> None:
+        if epoch == 1:
+            (out / "checkpoint.pt").unlink()
+
+    after_epoch[:] = [delete]
+    assert run_script("training_RHemo.py", rhemo_config(store, out, **base), tmp_path) == 0
+    assert read_metrics(out)["test"] == read_metrics(reference)["test"]
+    assert ckpt.load_checkpoint(out / "checkpoint.pt")["epoch"] == ckpt.load_checkpoint(
+        reference / "checkpoint.pt")["epoch"]

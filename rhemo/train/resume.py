@@ -195,10 +195,11 @@ class RunSaver:
             return
         writes: list[tuple[Path, dict | Path]] = []
         if checkpoint:
-            if self.checkpoint_is_model and self.checkpoint_on_disk:  # keep what the last.pt on disk refers to
-                writes.append((self.out / BEST_FILE, self.out / CHECKPOINT_FILE))
+            current = self.out / CHECKPOINT_FILE
+            if self.checkpoint_is_model and self.checkpoint_on_disk and current.is_file():
+                writes.append((self.out / BEST_FILE, current))  # what the last.pt on disk refers to stays
                 self.best_on_disk = self.checkpoint_on_disk
-            writes.append((self.out / CHECKPOINT_FILE, checkpoint[1](copies["checkpoint"])))
+            writes.append((current, checkpoint[1](copies["checkpoint"])))
             self.checkpoint_on_disk = state.epochs if self.checkpoint_is_model else 0
         best_in = None
         if state.best_state is not None:
