@@ -293,3 +293,17 @@ def test_a_checkpoint_pt_deleted_during_the_run_is_written_again(tmp_path, after
     assert read_metrics(out)["test"] == read_metrics(reference)["test"]
     assert ckpt.load_checkpoint(out / "checkpoint.pt")["epoch"] == ckpt.load_checkpoint(
         reference / "checkpoint.pt")["epoch"]
+
+
+def test_a_reference_is_found_by_epoch_in_checkpoint_pt_then_best_pt(tmp_path):
+    weights = {"w": torch.ones(2)}
+    ckpt.save_checkpoint(tmp_path / "checkpoint.pt", {"epoch": 3, "state_dict": weights})
+    ckpt.save_checkpoint(tmp_path / "best.pt", {"epoch": 2, "state_dict": {"w": torch.zeros(2)}})
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    saved = resume._SavedWeights(tmp_path)
+    assert torch.equal(saved.find("checkpoint.pt", 3)["w"], torch.ones(2)) and saved.checkpoint_epoch == 3
+    assert torch.equal(saved.find("checkpoint.pt", 2)["w"], torch.zeros(2))  # kept by the link
+    assert saved.find("best.pt", 3) is False and saved.find("checkpoint.pt", 4) is False
+    assert saved.find(None, 3) is False and saved.find("last.pt", 3) is False and saved.find(["x"], 3) is False
+    fresh = resume._SavedWeights(tmp_path)
+    assert torch.equal(fresh.find("checkpoint.pt", 2)["w"], torch.zeros(2)) and fresh.checkpoint_epoch == 0

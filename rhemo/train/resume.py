@@ -290,11 +290,12 @@ class _SavedWeights:
         self.checkpoint_epoch = 0  # set when a reference is found in checkpoint.pt
         self._read: dict[str, dict] = {}
 
-    def find(self, name: str, epoch: int) -> dict[str, torch.Tensor] | bool:
-        """The state dict of ``epoch`` that ``name`` referred to; False when no file of the folder holds it.
-
-        A checkpoint.pt reference is looked for in best.pt too (it keeps the weights checkpoint.pt held)."""
-        for candidate in ((CHECKPOINT_FILE, BEST_FILE) if name == CHECKPOINT_FILE else (name,)):
+    def find(self, name: Any, epoch: int) -> dict[str, torch.Tensor] | bool:
+        """The state dict of ``epoch`` that ``name`` referred to; False when no file of the folder holds it (or
+        ``name`` is not one of them). A checkpoint.pt reference is looked for in best.pt too (it keeps the
+        weights checkpoint.pt held)."""
+        candidates = {CHECKPOINT_FILE: (CHECKPOINT_FILE, BEST_FILE), BEST_FILE: (BEST_FILE,)}.get(str(name), ())
+        for candidate in candidates:
             payload = self._payload(candidate)
             if payload.get("epoch") == epoch and isinstance(payload.get("state_dict"), dict):
                 if candidate == CHECKPOINT_FILE:
