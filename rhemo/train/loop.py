@@ -10,12 +10,12 @@ A *task* says what one batch means (:class:`SERTask`: cross-entropy and classifi
   wa/ua/f1; epoch 1 always) is written to ``checkpoint.pt``; losses are by default the mean of per-batch means
   (``loss_averaging``); early stopping follows ``early_stopping_rule`` (the authors' window rule or our
   ``patience`` epochs without improvement), see :mod:`rhemo.train.protocol`;
-* ``last.pt`` (model, optimiser, history, RNG states) is rewritten atomically after every epoch; the best
-  weights, when they are not the current ones, are in ``best.pt`` (written once per best epoch). The files of
-  an epoch are written from CPU copies while the next epoch trains (:mod:`rhemo.train.resume`).
-  Re-running the same command after a crash or Ctrl-C resumes after the last finished epoch. The randomness of
-  an epoch (batch order, dropout) is re-seeded from (seed, epoch, rank), so a resumed run gives exactly the
-  metrics of an uninterrupted one;
+* ``last.pt`` (optimiser, history, RNG states and the weights no other file of the folder holds) is
+  rewritten atomically after every epoch, from CPU copies while the next epoch trains; where the weights it
+  refers to are kept (``checkpoint.pt``, ``best.pt``) is described in :mod:`rhemo.train.resume`. Re-running
+  the same command after a crash or Ctrl-C resumes after the last finished epoch. The randomness of an epoch
+  (batch order, dropout) is re-seeded from (seed, epoch, rank), so a resumed run gives exactly the metrics of
+  an uninterrupted one;
 * only rank 0 writes files; ``log.csv`` gets one flushed row per epoch.
 
 After :func:`fit`, :mod:`rhemo.train.recipe` reloads the best weights (``FitState.best_state``), calls

@@ -251,11 +251,10 @@ def load_resume(path: Path, cfg: dict, free_keys: frozenset[str], model: nn.Modu
     best_in = saved.get("best_in")
     best_state = current if best_in == "model" else saved["best_state_dict"] if best_in is None \
         else weights.find(best_in, best_epoch)
-    missing = [(name, epoch) for name, epoch, found in ((saved.get("model_in"), saved["epoch"], current),
-                                                        (best_in, best_epoch, best_state)) if found is False]
+    missing = [epoch for epoch, found in ((saved["epoch"], current), (best_epoch, best_state)) if found is False]
     if missing:
         if is_main_process():
-            print(f"{path} refers to the weights of epoch {missing[0][1]}, which neither "
+            print(f"{path} refers to the weights of epoch {missing[0]}, which neither "
                   f"{path.parent / CHECKPOINT_FILE} nor {path.parent / BEST_FILE} holds: starting from scratch",
                   flush=True)
         return None
